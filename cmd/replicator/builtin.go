@@ -1,0 +1,37 @@
+package main
+
+import (
+	"os"
+	"sort"
+
+	"github.com/sqlitereplicator/replicator/plugins/fs"
+	"github.com/sqlitereplicator/replicator/sdk"
+	"github.com/sqlitereplicator/replicator/sdk/host"
+)
+
+// builtins are the first-party storage plugins compiled into this binary.
+// They run out-of-process all the same, through "replicator plugin serve".
+func builtins() map[string]sdk.OpenFunc {
+	return map[string]sdk.OpenFunc{
+		"fs": fs.Open,
+	}
+}
+
+func builtinNames() []string {
+	var names []string
+	for n := range builtins() {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// builtinPlugin returns the host-side handle of first-party plugin name:
+// this executable, re-executed as "plugin serve NAME".
+func builtinPlugin(e *env, name string) (*host.Plugin, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return host.New(host.Config{Name: name, Path: self, Args: []string{"plugin", "serve", name}, Logger: e.log}), nil
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+)
+
+// pluginStatus is one row of "replicator plugins".
+type pluginStatus struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Path      string `json:"path"`
+	Protocols []int  `json:"protocols"`
+	Error     string `json:"error,omitempty"`
+}
+
+// runPlugins starts every backend out-of-process, exactly as replication
+// would, and reports the protocol version it negotiated: a listed backend
+// is one that is known to start.
+func runPlugins(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "plugins", "[-json]")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return usagef("unexpected arguments: %v", fs.Args())
+	}
+	var rows []pluginStatus
+	failed := 0
+	for _, name := range builtinNames() {
+		row := pluginStatus{Name: name, Kind: "builtin", Protocols: []int{}}
+		p, err := builtinPlugin(e, name)
+		if err == nil {
+			row.Path = "(this executable)"
+			var v int
+			v, err = p.Start(ctx)
+			p.Close()
+			if err == nil {
+				row.Protocols = []int{v}
+			}
+		}
+		if err != nil {
+			row.Error = err.Error()
+			failed++
+		}
+		rows = append(rows, row)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rows); err != nil {
+			return err
+		}
+	} else {
+		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tKIND\tPROTOCOLS\tSTATUS")
+		for _, r := range rows {
+			status := "ok"
+			if r.Error != "" {
+				status = r.Error
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Kind, protocols(r.Protocols), status)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d plugins failed to start", failed, len(rows))
+	}
+	return nil
+}
+
+func protocols(vs []int) string {
+	if len(vs) == 0 {
+		return "-"
+	}
+	s := ""
+	for i, v := range vs {
+		if i > 0 {
+			s += ","
+		}
+		s += fmt.Sprint(v)
+	}
+	return s
+}

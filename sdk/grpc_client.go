@@ -1,0 +1,182 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	storagev1 "github.com/sqlitereplicator/replicator/sdk/proto/storage/v1"
+)
+
+// Opener opens stores in a running plugin; it is what the host gets from a
+// plugin process.
+type Opener interface {
+	Open(ctx context.Context, settings map[string]string) (Storage, error)
+}
+
+// grpcClient is the host's end of protocol v1.
+type grpcClient struct {
+	rpc storagev1.StorageClient
+}
+
+// NewGRPCOpener returns an Opener speaking protocol v1 over an existing
+// client connection. Hosts normally get one through the host package.
+func NewGRPCOpener(c storagev1.StorageClient) Opener { return &grpcClient{rpc: c} }
+
+func (c *grpcClient) Open(ctx context.Context, settings map[string]string) (Storage, error) {
+	resp, err := c.rpc.Open(ctx, &storagev1.OpenRequest{Settings: settings})
+	if err != nil {
+		return nil, fromStatus(ctx, err)
+	}
+	return &remoteStore{rpc: c.rpc, id: resp.GetStore(), caps: capsFromProto(resp.GetCapabilities())}, nil
+}
+
+// remoteStore is a Storage served by a plugin process.
+type remoteStore struct {
+	rpc  storagev1.StorageClient
+	id   uint64
+	caps Capabilities
+}
+
+func (s *remoteStore) Capabilities() Capabilities { return s.caps }
+
+func (s *remoteStore) Close() error {
+	_, err := s.rpc.Close(context.Background(), &storagev1.CloseRequest{Store: s.id})
+	return fromStatus(context.Background(), err)
+}
+
+func (s *remoteStore) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (ObjectInfo, error) {
+	// The stream gets its own context so that a failure reading r aborts
+	// the stream (cancel) instead of committing it (CloseAndRecv).
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.rpc.Put(sctx)
+	if err != nil {
+		return ObjectInfo{}, fromStatus(ctx, err)
+	}
+	hdr := &storagev1.PutHeader{Store: s.id, Key: key, IfAbsent: opts.IfAbsent, IfMatch: opts.IfMatch}
+	if err := stream.Send(&storagev1.PutRequest{Msg: &storagev1.PutRequest_Header{Header: hdr}}); err != nil {
+		return ObjectInfo{}, s.sendErr(ctx, stream, err)
+	}
+	buf := make([]byte, chunkSize)
+	for {
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			chunk := &storagev1.PutRequest{Msg: &storagev1.PutRequest_Chunk{Chunk: buf[:n]}}
+			if err := stream.Send(chunk); err != nil {
+				return ObjectInfo{}, s.sendErr(ctx, stream, err)
+			}
+		}
+		if rerr == io.EOF || errors.Is(rerr, io.ErrUnexpectedEOF) {
+			break
+		}
+		if rerr != nil {
+			cancel()
+			return ObjectInfo{}, fmt.Errorf("read data for %s: %w", key, rerr)
+		}
+	}
+	resp, err := stream.CloseAndRecv()
+	if err != nil {
+		return ObjectInfo{}, fromStatus(ctx, err)
+	}
+	return infoFromProto(resp.GetInfo()), nil
+}
+
+// sendErr returns the real reason a Send failed: gRPC reports a failed
+// stream as io.EOF on Send and the status on the receive side.
+func (s *remoteStore) sendErr(ctx context.Context, stream storagev1.Storage_PutClient, err error) error {
+	if err == io.EOF {
+		_, err = stream.CloseAndRecv()
+	}
+	return fromStatus(ctx, err)
+}
+
+func (s *remoteStore) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	sctx, cancel := context.WithCancel(ctx)
+	stream, err := s.rpc.Get(sctx, &storagev1.GetRequest{Store: s.id, Key: key, Offset: offset, Length: length})
+	if err != nil {
+		cancel()
+		return nil, fromStatus(ctx, err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		cancel()
+		return nil, fromStatus(ctx, err)
+	}
+	return &getReader{ctx: ctx, stream: stream, cancel: cancel, buf: first.GetChunk()}, nil
+}
+
+// getReader presents a Get stream as an io.ReadCloser.
+type getReader struct {
+	ctx    context.Context
+	stream storagev1.Storage_GetClient
+	cancel context.CancelFunc
+	buf    []byte
+	err    error
+}
+
+func (r *getReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		if r.err != nil {
+			return 0, r.err
+		}
+		msg, err := r.stream.Recv()
+		if err == io.EOF {
+			r.err = io.EOF
+			continue
+		}
+		if err != nil {
+			r.err = fromStatus(r.ctx, err)
+			continue
+		}
+		r.buf = msg.GetChunk()
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+func (r *getReader) Close() error {
+	r.cancel()
+	return nil
+}
+
+func (s *remoteStore) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	resp, err := s.rpc.Stat(ctx, &storagev1.StatRequest{Store: s.id, Key: key})
+	if err != nil {
+		return ObjectInfo{}, fromStatus(ctx, err)
+	}
+	return infoFromProto(resp.GetInfo()), nil
+}
+
+func (s *remoteStore) List(ctx context.Context, prefix, startAfter string, fn func(ObjectInfo) error) error {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.rpc.List(sctx, &storagev1.ListRequest{Store: s.id, Prefix: prefix, StartAfter: startAfter})
+	if err != nil {
+		return fromStatus(ctx, err)
+	}
+	for {
+		msg, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fromStatus(ctx, err)
+		}
+		for _, o := range msg.GetObjects() {
+			if err := fn(infoFromProto(o)); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *remoteStore) Delete(ctx context.Context, keys ...string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	_, err := s.rpc.Delete(ctx, &storagev1.DeleteRequest{Store: s.id, Keys: keys})
+	return fromStatus(ctx, err)
+}

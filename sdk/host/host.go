@@ -1,0 +1,235 @@
+// Package host launches storage plugins and hands back sdk.Storage values
+// that survive the plugin process: a plugin that dies is started again on
+// the next call, and its stores are opened again with the same settings.
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+
+	"github.com/sqlitereplicator/replicator/sdk"
+)
+
+// Config names a plugin executable and how to run it.
+type Config struct {
+	// Name is how logs and errors refer to the plugin ("s3", "my-store").
+	Name string
+	// Path is the executable; Args are passed to it (first-party plugins
+	// are the replicator binary itself with "plugin serve NAME").
+	Path string
+	Args []string
+	// SHA256, when set, is the hex sha256 the executable must have; a
+	// mismatch refuses to run it.
+	SHA256 string
+	// Logger receives the plugin's log records; nil means slog.Default().
+	Logger *slog.Logger
+	// StartTimeout bounds the handshake; zero means one minute.
+	StartTimeout time.Duration
+}
+
+// Plugin is one plugin executable, started on first use and again after
+// it dies. It is safe for concurrent use.
+type Plugin struct {
+	cfg Config
+	log *slog.Logger
+
+	mu       sync.Mutex
+	client   *plugin.Client
+	rpc      plugin.ClientProtocol
+	opener   sdk.Opener
+	epoch    uint64 // counts launches; stores re-open when it changes
+	version  int
+	restarts int
+	closed   bool
+}
+
+// New returns a Plugin for cfg; nothing runs until it is used.
+func New(cfg Config) *Plugin {
+	l := cfg.Logger
+	if l == nil {
+		l = slog.Default()
+	}
+	return &Plugin{cfg: cfg, log: l.With("plugin", cfg.Name)}
+}
+
+// Start launches the plugin if it is not running and returns the protocol
+// version it speaks.
+func (p *Plugin) Start(ctx context.Context) (int, error) {
+	if _, _, err := p.current(ctx); err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.version, nil
+}
+
+// Restarts reports how many times the plugin was started again after it
+// died.
+func (p *Plugin) Restarts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.restarts
+}
+
+// Pid returns the plugin's process id, or 0 when it is not running. Tests
+// use it to kill the plugin.
+func (p *Plugin) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == nil || p.client.Exited() {
+		return 0
+	}
+	if rc := p.client.ReattachConfig(); rc != nil {
+		return rc.Pid
+	}
+	return 0
+}
+
+// Close stops the plugin process. Stores opened from it fail afterwards.
+func (p *Plugin) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.client != nil {
+		p.client.Kill()
+		p.client = nil
+	}
+	return nil
+}
+
+// current returns an Opener of a running plugin process, launching one when
+// there is none or the last one died.
+func (p *Plugin) current(ctx context.Context) (sdk.Opener, uint64, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, 0, fmt.Errorf("plugin %s: closed", p.cfg.Name)
+	}
+	if p.client != nil && !p.client.Exited() {
+		return p.opener, p.epoch, nil
+	}
+	if p.client != nil {
+		p.client.Kill()
+		p.client = nil
+		p.restarts++
+		p.log.Warn("storage plugin exited; starting it again", "restarts", p.restarts)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	if err := p.launch(); err != nil {
+		return nil, 0, err
+	}
+	return p.opener, p.epoch, nil
+}
+
+// check is called after a transient error from the plugin launched as
+// epoch: if the process no longer answers, it is killed so that the next
+// call starts a new one.
+func (p *Plugin) check(epoch uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.client == nil || p.epoch != epoch || p.client.Exited() {
+		return
+	}
+	if err := p.rpc.Ping(); err != nil {
+		p.log.Warn("storage plugin does not answer; stopping it", "err", err)
+		p.client.Kill()
+	}
+}
+
+func (p *Plugin) launch() error {
+	cmd := exec.Command(p.cfg.Path, p.cfg.Args...)
+	setProcAttr(cmd)
+	timeout := p.cfg.StartTimeout
+	if timeout == 0 {
+		timeout = time.Minute
+	}
+	logger := newSlogAdapter(p.log, p.cfg.Name)
+	cc := &plugin.ClientConfig{
+		HandshakeConfig:  sdk.Handshake,
+		VersionedPlugins: sdk.VersionedPlugins(nil),
+		Cmd:              cmd,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		AutoMTLS:         true,
+		Logger:           logger,
+		StartTimeout:     timeout,
+		SyncStdout:       lineLogger{l: p.log, level: slog.LevelInfo, msg: "plugin stdout"},
+		SyncStderr:       lineLogger{l: p.log, level: slog.LevelInfo, msg: "plugin stderr"},
+	}
+	if p.cfg.SHA256 != "" {
+		want, err := hex.DecodeString(p.cfg.SHA256)
+		if err != nil || len(want) != sha256.Size {
+			return fmt.Errorf("plugin %s: sha256 %q is not 64 hex digits", p.cfg.Name, p.cfg.SHA256)
+		}
+		cc.SecureConfig = &plugin.SecureConfig{Checksum: want, Hash: sha256.New()}
+	}
+	client := plugin.NewClient(cc)
+	rpc, err := client.Client()
+	if err != nil {
+		client.Kill()
+		return p.startError(err)
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		client.Kill()
+		return fmt.Errorf("plugin %s (%s): does not serve %q: %w", p.cfg.Name, p.cfg.Path, sdk.PluginName, err)
+	}
+	opener, ok := raw.(sdk.Opener)
+	if !ok {
+		client.Kill()
+		return fmt.Errorf("plugin %s (%s): unexpected client type %T", p.cfg.Name, p.cfg.Path, raw)
+	}
+	p.client, p.rpc, p.opener = client, rpc, opener
+	p.version = client.NegotiatedVersion()
+	p.epoch++
+	p.log.Debug("storage plugin started", "path", p.cfg.Path, "protocol", p.version)
+	return nil
+}
+
+var pluginVersionRE = regexp.MustCompile(`Plugin version: (\d+)`)
+
+// startError turns go-plugin's start-up failures into advice.
+func (p *Plugin) startError(err error) error {
+	if errors.Is(err, plugin.ErrChecksumsDoNotMatch) {
+		got, _ := fileSHA256(p.cfg.Path)
+		return fmt.Errorf("plugin %s: refusing to run %s: its sha256 is %s, but the config pins %s; "+
+			"check that the file is the one you meant, then update the pin", p.cfg.Name, p.cfg.Path, got, p.cfg.SHA256)
+	}
+	if m := pluginVersionRE.FindStringSubmatch(err.Error()); m != nil {
+		theirs, _ := strconv.Atoi(m[1])
+		return fmt.Errorf("plugin %s (%s) speaks storage protocol %d; this replicator speaks %d: "+
+			"install a version of the plugin built for protocol %d, or a replicator that speaks protocol %d",
+			p.cfg.Name, p.cfg.Path, theirs, sdk.ProtocolVersion, sdk.ProtocolVersion, theirs)
+	}
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("plugin %s: executable %s not found: check the plugin path in the config", p.cfg.Name, p.cfg.Path)
+	}
+	return fmt.Errorf("start plugin %s (%s): %w", p.cfg.Name, p.cfg.Path, err)
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

@@ -1,0 +1,128 @@
+package host
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"sync"
+
+	"github.com/sqlitereplicator/replicator/sdk"
+)
+
+// Open opens a store in the plugin (starting it if needed) and returns a
+// Storage that follows the plugin across restarts.
+func (p *Plugin) Open(ctx context.Context, settings map[string]string) (sdk.Storage, error) {
+	s := &store{p: p, settings: maps.Clone(settings)}
+	if _, _, err := s.get(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// store is an sdk.Storage bound to a Plugin rather than to one process.
+// A call that fails because the process died returns a transient error;
+// the next call starts the plugin again and re-opens the store.
+type store struct {
+	p        *Plugin
+	settings map[string]string
+
+	mu    sync.Mutex
+	cur   sdk.Storage
+	epoch uint64
+	caps  sdk.Capabilities
+}
+
+func (s *store) get(ctx context.Context) (sdk.Storage, uint64, error) {
+	opener, epoch, err := s.p.current(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil && s.epoch == epoch {
+		return s.cur, epoch, nil
+	}
+	st, err := opener.Open(ctx, s.settings)
+	if err != nil {
+		s.p.check(epoch)
+		return nil, 0, fmt.Errorf("open %s store: %w", s.p.cfg.Name, err)
+	}
+	s.cur, s.epoch, s.caps = st, epoch, st.Capabilities()
+	return st, epoch, nil
+}
+
+// done passes err through, first letting the plugin check itself after a
+// transient failure.
+func (s *store) done(epoch uint64, err error) error {
+	if err != nil && sdk.IsTransient(err) {
+		s.p.check(epoch)
+	}
+	return err
+}
+
+func (s *store) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
+	st, epoch, err := s.get(ctx)
+	if err != nil {
+		return sdk.ObjectInfo{}, err
+	}
+	info, err := st.Put(ctx, key, r, opts)
+	return info, s.done(epoch, err)
+}
+
+func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	st, epoch, err := s.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rc, err := st.Get(ctx, key, offset, length)
+	return rc, s.done(epoch, err)
+}
+
+func (s *store) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) {
+	st, epoch, err := s.get(ctx)
+	if err != nil {
+		return sdk.ObjectInfo{}, err
+	}
+	info, err := st.Stat(ctx, key)
+	return info, s.done(epoch, err)
+}
+
+func (s *store) List(ctx context.Context, prefix, startAfter string, fn func(sdk.ObjectInfo) error) error {
+	st, epoch, err := s.get(ctx)
+	if err != nil {
+		return err
+	}
+	return s.done(epoch, st.List(ctx, prefix, startAfter, fn))
+}
+
+func (s *store) Delete(ctx context.Context, keys ...string) error {
+	st, epoch, err := s.get(ctx)
+	if err != nil {
+		return err
+	}
+	return s.done(epoch, st.Delete(ctx, keys...))
+}
+
+func (s *store) Capabilities() sdk.Capabilities {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.caps
+}
+
+func (s *store) Close() error {
+	s.mu.Lock()
+	cur, epoch := s.cur, s.epoch
+	s.cur = nil
+	s.mu.Unlock()
+	if cur == nil {
+		return nil
+	}
+	s.p.mu.Lock()
+	alive := s.p.client != nil && s.p.epoch == epoch && !s.p.client.Exited()
+	s.p.mu.Unlock()
+	if !alive {
+		return nil
+	}
+	return cur.Close()
+}
