@@ -1,0 +1,324 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/core/localstate"
+	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/core/wal"
+)
+
+// resume re-establishes the captured position at start-up.
+func (c *Capturer) resume(ctx context.Context) (Event, error) {
+	ps, err := pageSize(ctx, c.readers[c.cur].conn)
+	if err != nil {
+		return Event{}, err
+	}
+	id, err := fileID(c.path)
+	if err != nil {
+		return Event{}, err
+	}
+	pos, ok, err := c.dir.LoadPosition()
+	switch {
+	case err != nil:
+		c.log.Warn("local state is unreadable", "err", err)
+		return c.newGeneration(ctx, "the local state was unreadable")
+	case !ok:
+		return c.newGeneration(ctx, "there is no previous replication state")
+	case pos.PageSize != ps:
+		return c.newGeneration(ctx, fmt.Sprintf("the page size changed from %d to %d", pos.PageSize, ps))
+	case pos.DBFile != id:
+		return c.newGeneration(ctx, "the database file was replaced")
+	}
+	hashes, err := c.replay(pos)
+	if err != nil {
+		return c.newGeneration(ctx, fmt.Sprintf("the last captured state cannot be rebuilt (%v)", err))
+	}
+	c.pos, c.hashes = pos, hashes
+	if err := c.dropUncommitted(); err != nil {
+		return Event{}, err
+	}
+	if c.walContinues() {
+		ev, err := c.Step(ctx)
+		if err != nil {
+			return Event{}, err
+		}
+		ev.Reason = "continued"
+		return ev, nil
+	}
+	return c.catchUp(ctx, "the WAL no longer continues from the saved position (the database was checkpointed while replication was stopped)")
+}
+
+// replay rebuilds the page hashes at pos from the hash file and the staged
+// segments after it.
+func (c *Capturer) replay(pos localstate.Position) (*localstate.Hashes, error) {
+	h, ok, err := c.dir.LoadHashes()
+	if err != nil {
+		return nil, err
+	}
+	if !ok || h.Generation != pos.Generation || h.TxID > pos.TxID || h.PageSize != pos.PageSize {
+		return nil, errors.New("no page hash file for the current position")
+	}
+	c.savedHashes = h.TxID
+	segs, err := c.dir.Segments(pos.Generation)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range segs {
+		if s.Max <= h.TxID || s.Min > pos.TxID {
+			continue
+		}
+		if s.Min != h.TxID+1 {
+			return nil, fmt.Errorf("staged segments jump from txid %d to %d", h.TxID, s.Min)
+		}
+		if err := applySegment(s.Path, h); err != nil {
+			return nil, err
+		}
+	}
+	if h.TxID != pos.TxID || h.Checksum() != pos.Checksum {
+		return nil, fmt.Errorf("replayed page hashes reach txid %d checksum %016x, the position says txid %d checksum %016x",
+			h.TxID, h.Checksum(), pos.TxID, pos.Checksum)
+	}
+	return h, nil
+}
+
+func applySegment(path string, h *localstate.Hashes) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	r, err := segment.NewReader(f)
+	if err != nil {
+		return fmt.Errorf("staged segment %s: %w", path, err)
+	}
+	for {
+		pgno, page, err := r.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("staged segment %s: %w", path, err)
+		}
+		h.Set(pgno, page)
+	}
+	h.Resize(r.Header().DBSize)
+	h.TxID = r.Header().MaxTXID
+	return nil
+}
+
+// dropUncommitted removes segments staged by a capture that crashed before
+// it committed its position; they will be captured again.
+func (c *Capturer) dropUncommitted() error {
+	segs, err := c.dir.Segments(c.pos.Generation)
+	if err != nil {
+		return err
+	}
+	for _, s := range segs {
+		if s.Max > c.pos.TxID {
+			if err := c.dir.RemoveSegment(s); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// walContinues reports whether the WAL still holds the saved position.
+func (c *Capturer) walContinues() bool {
+	f, err := os.Open(c.walPath)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	hdr, err := wal.ReadHeader(f)
+	if err != nil {
+		return false
+	}
+	p := c.pos.WAL
+	if hdr.Salt1 != p.Salt1 || hdr.Salt2 != p.Salt2 || hdr.CheckpointSeq != p.CheckpointSeq {
+		return false
+	}
+	from := wal.Position{Offset: p.Offset, Salt1: p.Salt1, Salt2: p.Salt2, Checksum1: p.Checksum1, Checksum2: p.Checksum2}
+	_, err = wal.Scan(f, hdr, from, nil)
+	return err == nil
+}
+
+// syncPoint begins a fresh snapshot that includes every committed
+// transaction and finds where the WAL ends at that snapshot. It holds the
+// write lock only while it begins the reader and scans for the end.
+func (c *Capturer) syncPoint(ctx context.Context) (localstate.WALPosition, error) {
+	if err := c.lockWrite(ctx); err != nil {
+		return localstate.WALPosition{}, err
+	}
+	defer c.unlockWrite(ctx)
+	if err := c.leapfrog(ctx); err != nil {
+		return localstate.WALPosition{}, err
+	}
+	f, err := os.Open(c.walPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return localstate.WALPosition{}, nil
+	}
+	if err != nil {
+		return localstate.WALPosition{}, err
+	}
+	defer f.Close()
+	hdr, err := wal.ReadHeader(f)
+	if err != nil {
+		return localstate.WALPosition{}, nil // no header: an empty WAL
+	}
+	end, err := wal.Scan(f, hdr, wal.HeaderPosition(hdr), nil)
+	if err != nil {
+		return localstate.WALPosition{}, fmt.Errorf("find the end of the WAL: %w", err)
+	}
+	c.hdr = hdr
+	return localstate.WALPosition{
+		Salt1: hdr.Salt1, Salt2: hdr.Salt2, CheckpointSeq: hdr.CheckpointSeq,
+		Offset: end.Offset, Checksum1: end.Checksum1, Checksum2: end.Checksum2,
+	}, nil
+}
+
+// catchUp re-establishes continuity by comparing the database with the
+// page hashes of the last captured state: the pages that differ become one
+// transaction. It starts a new generation when there is nothing to compare
+// with.
+func (c *Capturer) catchUp(ctx context.Context, reason string) (Event, error) {
+	if c.hashes == nil {
+		return c.newGeneration(ctx, reason)
+	}
+	walPos, err := c.syncPoint(ctx)
+	if err != nil {
+		return Event{}, err
+	}
+	rd := &c.readers[c.cur]
+	ps := c.pos.PageSize
+	next := &localstate.Hashes{Generation: c.pos.Generation, PageSize: ps}
+	var changed []uint32
+	n, err := rd.readPages(ctx, ps, func(pgno uint32, page []byte) error {
+		next.Set(pgno, page)
+		if int(pgno) > len(c.hashes.Pages) || c.hashes.Pages[pgno-1] != next.Pages[pgno-1] {
+			changed = append(changed, pgno)
+		}
+		return nil
+	})
+	if err != nil {
+		return Event{}, err
+	}
+	next.Resize(n)
+	pos := c.pos
+	pos.WAL = walPos
+	if len(changed) == 0 && n == c.pos.DBSize {
+		c.log.Info("continuity re-established: the database is unchanged", "reason", reason, "txid", pos.TxID)
+		if err := c.dir.SavePosition(pos); err != nil {
+			return Event{}, err
+		}
+		c.pos = pos
+		return Event{Reason: reason}, nil
+	}
+	now := time.Now()
+	h := segment.Header{
+		Kind: segment.KindSegment, Compression: c.opts.Compression, PageSize: ps,
+		Generation: pos.Generation, MinTXID: pos.TxID + 1, MaxTXID: pos.TxID + 1,
+		DBSize: n, FirstCommit: now.UnixNano(), LastCommit: now.UnixNano(),
+		ChecksumBefore: segment.Checksum(c.pos.Checksum), ChecksumAfter: segment.Checksum(next.Checksum()),
+		PageCount: uint32(len(changed)),
+	}
+	seg, err := c.dir.StageSegment(pos.Generation, h.MinTXID, h.MaxTXID, func(w io.Writer) error {
+		sw, err := segment.NewWriter(w, h, segment.WriterOptions{})
+		if err != nil {
+			return err
+		}
+		for _, p := range changed {
+			var page []byte
+			if err := rd.conn.QueryRowContext(ctx, "SELECT data FROM sqlite_dbpage WHERE pgno = ?", p).Scan(&page); err != nil {
+				return fmt.Errorf("read page %d: %w", p, err)
+			}
+			if err := sw.WritePage(p, page); err != nil {
+				return err
+			}
+		}
+		return sw.Close()
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("stage catch-up segment: %w", err)
+	}
+	next.TxID = h.MaxTXID
+	pos.TxID, pos.CommitTime, pos.DBSize, pos.Checksum = h.MaxTXID, now, n, uint64(h.ChecksumAfter)
+	if err := c.commit(pos, next, true); err != nil {
+		return Event{}, err
+	}
+	c.log.Info("caught up", "reason", reason, "txid", pos.TxID, "changed_pages", len(changed), "db_pages", n)
+	return Event{Segment: &seg, Reason: reason}, nil
+}
+
+// newGeneration starts a new generation with a snapshot of the database.
+func (c *Capturer) newGeneration(ctx context.Context, reason string) (Event, error) {
+	walPos, err := c.syncPoint(ctx)
+	if err != nil {
+		return Event{}, err
+	}
+	rd := &c.readers[c.cur]
+	ps, err := pageSize(ctx, rd.conn)
+	if err != nil {
+		return Event{}, err
+	}
+	id, err := fileID(c.path)
+	if err != nil {
+		return Event{}, err
+	}
+	now := time.Now()
+	gen := NewGenerationID(now)
+	hashes := &localstate.Hashes{Generation: gen, PageSize: ps, TxID: 1}
+	n, err := rd.readPages(ctx, ps, func(pgno uint32, page []byte) error {
+		hashes.Set(pgno, page)
+		return nil
+	})
+	if err != nil {
+		return Event{}, err
+	}
+	hashes.Resize(n)
+	sum := hashes.Checksum()
+	h := segment.Header{
+		Kind: segment.KindSnapshot, Compression: c.opts.Compression, PageSize: ps,
+		Generation: gen, MinTXID: 1, MaxTXID: 1, DBSize: n,
+		FirstCommit: now.UnixNano(), LastCommit: now.UnixNano(),
+		ChecksumBefore: segment.Checksum(sum), ChecksumAfter: segment.Checksum(sum),
+		PageCount: dataPages(ps, n),
+	}
+	snap, err := c.dir.StageSnapshot(gen, 1, func(w io.Writer) error {
+		sw, err := segment.NewWriter(w, h, segment.WriterOptions{})
+		if err != nil {
+			return err
+		}
+		if _, err := rd.readPages(ctx, ps, sw.WritePage); err != nil {
+			return err
+		}
+		return sw.Close()
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("stage snapshot of new generation %s: %w", gen, err)
+	}
+	pos := localstate.Position{
+		Generation: gen, TxID: 1, CommitTime: now, PageSize: ps, DBSize: n,
+		Checksum: sum, DBFile: id, WAL: walPos,
+	}
+	if err := c.commit(pos, hashes, true); err != nil {
+		return Event{}, err
+	}
+	c.log.Info("new generation", "generation", gen, "reason", reason, "db_pages", n)
+	return Event{Snapshot: &snap, Reason: reason}, nil
+}
+
+// dataPages is the number of pages a snapshot of n pages holds: all but
+// the lock-byte page.
+func dataPages(pageSize, n uint32) uint32 {
+	if lp := segment.LockPage(pageSize); n >= lp {
+		return n - 1
+	}
+	return n
+}

@@ -1,0 +1,135 @@
+package capture
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
+
+	"github.com/sqlitereplicator/replicator/core/segment"
+)
+
+// ErrNotWAL means the database is not in WAL mode.
+var ErrNotWAL = errors.New("database is not in WAL mode")
+
+// openDB opens the database read-write (never creating it) with SQLite's
+// own automatic checkpoints off on our connections: the capturer decides
+// when to checkpoint.
+func openDB(path string, busy time.Duration) (*sql.DB, error) {
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	q := url.Values{}
+	q.Add("mode", "rw")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
+	q.Add("_pragma", "wal_autocheckpoint(0)")
+	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	db.SetMaxIdleConns(8)
+	db.SetConnMaxLifetime(0)
+	return db, nil
+}
+
+// checkWAL refuses a database that is not in WAL mode, saying how to fix it.
+func checkWAL(ctx context.Context, db *sql.DB, path string) error {
+	var mode string
+	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode of %s: %w", path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("%w: %s has journal_mode=%s; switch it once with: sqlite3 %s 'PRAGMA journal_mode=WAL;' (the setting persists)",
+			ErrNotWAL, path, mode, path)
+	}
+	return nil
+}
+
+// reader is a connection that holds a read transaction.
+type reader struct {
+	conn *sql.Conn
+	open bool
+}
+
+// begin starts a read transaction and establishes its snapshot.
+func (r *reader) begin(ctx context.Context) error {
+	if _, err := r.conn.ExecContext(ctx, "BEGIN DEFERRED"); err != nil {
+		return fmt.Errorf("begin read transaction: %w", err)
+	}
+	var n int
+	if err := r.conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
+		_, _ = r.conn.ExecContext(ctx, "ROLLBACK")
+		return fmt.Errorf("start read snapshot: %w", err)
+	}
+	r.open = true
+	return nil
+}
+
+func (r *reader) end(ctx context.Context) error {
+	if !r.open {
+		return nil
+	}
+	r.open = false
+	if _, err := r.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+		return fmt.Errorf("end read transaction: %w", err)
+	}
+	return nil
+}
+
+// readPages reads every page of the database as of the reader's snapshot,
+// in page order, through the sqlite_dbpage virtual table, skipping the
+// lock-byte page that SQLite never writes.
+func (r *reader) readPages(ctx context.Context, pageSize uint32, fn func(pgno uint32, page []byte) error) (uint32, error) {
+	rows, err := r.conn.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
+	if err != nil {
+		return 0, fmt.Errorf("read database pages: %w", err)
+	}
+	defer rows.Close()
+	lock := segment.LockPage(pageSize)
+	var n uint32
+	for rows.Next() {
+		var pgno int64
+		var data []byte
+		if err := rows.Scan(&pgno, &data); err != nil {
+			return 0, fmt.Errorf("read database page: %w", err)
+		}
+		n = uint32(pgno)
+		if n == lock {
+			continue
+		}
+		if len(data) != int(pageSize) {
+			data = append(data, make([]byte, int(pageSize)-len(data))...)[:pageSize]
+		}
+		if err := fn(n, data); err != nil {
+			return 0, err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("read database pages: %w", err)
+	}
+	return n, nil
+}
+
+func pageSize(ctx context.Context, c *sql.Conn) (uint32, error) {
+	var n int64
+	if err := c.QueryRowContext(ctx, "PRAGMA page_size").Scan(&n); err != nil {
+		return 0, fmt.Errorf("read page size: %w", err)
+	}
+	return uint32(n), nil
+}
+
+// checkpoint runs a PASSIVE checkpoint: it copies what no reader still
+// needs into the database file and takes no lock that blocks writers.
+func checkpoint(ctx context.Context, c *sql.Conn) error {
+	var busy, log, done int
+	if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	return nil
+}

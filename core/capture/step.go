@@ -1,0 +1,174 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/core/localstate"
+	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/core/wal"
+)
+
+// Step captures the transactions committed since the last capture, if
+// any, as one staged segment, and moves the held snapshot forward.
+func (c *Capturer) Step(ctx context.Context) (Event, error) {
+	if id, err := fileID(c.path); err != nil || id != c.pos.DBFile {
+		return Event{}, fmt.Errorf("%w: %s", ErrReplaced, c.path)
+	}
+	f, err := os.Open(c.walPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return Event{}, nil
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("open WAL: %w", err)
+	}
+	defer f.Close()
+	hdr, err := wal.ReadHeader(f)
+	if err != nil {
+		// No complete header yet: SQLite writes it with the first frame.
+		return Event{}, nil
+	}
+	from, ok := c.continueFrom(hdr)
+	if !ok {
+		return c.catchUp(ctx, fmt.Sprintf("the WAL changed from salt-1 %d (checkpoint %d) to %d (checkpoint %d) between two reads",
+			c.pos.WAL.Salt1, c.pos.WAL.CheckpointSeq, hdr.Salt1, hdr.CheckpointSeq))
+	}
+	var txns []wal.Txn
+	end, err := wal.Scan(f, hdr, from, func(t wal.Txn) error {
+		txns = append(txns, t)
+		return nil
+	})
+	if errors.Is(err, wal.ErrReset) {
+		return c.catchUp(ctx, err.Error())
+	}
+	if err != nil {
+		return Event{}, fmt.Errorf("read WAL: %w", err)
+	}
+	if len(txns) == 0 {
+		if hdr != c.hdr && end == from {
+			// A reset with nothing written yet: remember the new header.
+			c.hdr = hdr
+		}
+		return Event{}, nil
+	}
+	seg, err := c.stageTxns(ctx, f, hdr, txns, end)
+	if err != nil {
+		if errors.Is(err, wal.ErrReset) {
+			return c.catchUp(ctx, err.Error())
+		}
+		return Event{}, err
+	}
+	if err := c.leapfrog(ctx); err != nil {
+		return Event{}, err
+	}
+	return Event{Segment: &seg}, nil
+}
+
+// continueFrom returns where to resume reading a WAL whose header is hdr:
+// the saved position when the WAL is the same, its first frame when it was
+// reset exactly once since, and ok=false otherwise.
+func (c *Capturer) continueFrom(hdr wal.Header) (wal.Position, bool) {
+	p := c.pos.WAL
+	switch {
+	case hdr.Salt1 == p.Salt1 && hdr.Salt2 == p.Salt2:
+		return wal.Position{Offset: p.Offset, Salt1: p.Salt1, Salt2: p.Salt2, Checksum1: p.Checksum1, Checksum2: p.Checksum2}, true
+	case hdr.Salt1 == p.Salt1+1 && hdr.CheckpointSeq == p.CheckpointSeq+1:
+		return wal.HeaderPosition(hdr), true
+	}
+	return wal.Position{}, false
+}
+
+// stageTxns writes txns as one segment, durably, and commits the new
+// position.
+func (c *Capturer) stageTxns(ctx context.Context, f io.ReaderAt, hdr wal.Header, txns []wal.Txn, end wal.Position) (localstate.StagedSegment, error) {
+	last := txns[len(txns)-1]
+	newSize := last.DBSize
+	// The final image of every page, last write wins across transactions.
+	final := map[uint32]wal.Frame{}
+	for _, t := range txns {
+		for _, fr := range t.Pages() {
+			final[fr.Pgno] = fr
+		}
+	}
+	pgnos := make([]uint32, 0, len(final))
+	for p := range final {
+		if p <= newSize {
+			pgnos = append(pgnos, p)
+		}
+	}
+	slices.Sort(pgnos)
+
+	// Pass 1: hash the new pages, for the checksum the header carries.
+	next := c.hashes.Clone()
+	for _, p := range pgnos {
+		page, err := wal.ReadPage(f, hdr, final[p])
+		if err != nil {
+			return localstate.StagedSegment{}, err
+		}
+		next.Set(p, page)
+	}
+	next.Resize(newSize)
+	now := time.Now()
+	h := segment.Header{
+		Kind: segment.KindSegment, Compression: c.opts.Compression, PageSize: hdr.PageSize,
+		Generation: c.pos.Generation, MinTXID: c.pos.TxID + 1, MaxTXID: c.pos.TxID + uint64(len(txns)),
+		DBSize: newSize, FirstCommit: now.UnixNano(), LastCommit: now.UnixNano(),
+		ChecksumBefore: segment.Checksum(c.pos.Checksum), ChecksumAfter: segment.Checksum(next.Checksum()),
+		PageCount: uint32(len(pgnos)),
+	}
+	// Pass 2: write them.
+	seg, err := c.dir.StageSegment(h.Generation, h.MinTXID, h.MaxTXID, func(w io.Writer) error {
+		sw, err := segment.NewWriter(w, h, segment.WriterOptions{})
+		if err != nil {
+			return err
+		}
+		for _, p := range pgnos {
+			page, err := wal.ReadPage(f, hdr, final[p])
+			if err != nil {
+				return err
+			}
+			if err := sw.WritePage(p, page); err != nil {
+				return err
+			}
+		}
+		return sw.Close()
+	})
+	if err != nil {
+		return localstate.StagedSegment{}, fmt.Errorf("stage segment %d-%d: %w", h.MinTXID, h.MaxTXID, err)
+	}
+	next.TxID = h.MaxTXID
+	pos := c.pos
+	pos.TxID = h.MaxTXID
+	pos.CommitTime = now
+	pos.DBSize = newSize
+	pos.Checksum = uint64(h.ChecksumAfter)
+	pos.WAL = localstate.WALPosition{
+		Salt1: hdr.Salt1, Salt2: hdr.Salt2, CheckpointSeq: hdr.CheckpointSeq,
+		Offset: end.Offset, Checksum1: end.Checksum1, Checksum2: end.Checksum2,
+	}
+	if err := c.commit(pos, next, false); err != nil {
+		return localstate.StagedSegment{}, err
+	}
+	c.hdr = hdr
+	return seg, nil
+}
+
+// commit makes pos the captured position (durably) with hashes as its
+// page hashes, saving the hash file now and then.
+func (c *Capturer) commit(pos localstate.Position, hashes *localstate.Hashes, saveHashes bool) error {
+	if err := c.dir.SavePosition(pos); err != nil {
+		return fmt.Errorf("save position: %w", err)
+	}
+	c.pos, c.hashes = pos, hashes
+	if saveHashes || pos.TxID-c.savedHashes >= c.opts.HashSaveInterval {
+		if err := c.saveHashes(); err != nil {
+			return fmt.Errorf("save page hashes: %w", err)
+		}
+	}
+	return nil
+}

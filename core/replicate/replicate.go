@@ -1,0 +1,419 @@
+// Package replicate runs the replication of one database: the capture loop
+// (core/capture) reacting to WAL changes, one uploader per replica, periodic
+// snapshots and checkpoints, local clean-up, and a graceful shutdown that
+// reports what each replica durably holds.
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/sqlitereplicator/replicator/core/capture"
+	"github.com/sqlitereplicator/replicator/core/localstate"
+	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/segment"
+)
+
+// Config configures the replication of one database.
+type Config struct {
+	Path     string
+	StateDir string // empty: beside the database
+	Replicas []*replica.Replica
+	// SyncInterval caps how often each replica receives an upload; zero
+	// means 1s. It is not a delay: a commit after a quiet period goes out
+	// at once.
+	SyncInterval time.Duration
+	// SnapshotInterval is how often a snapshot is taken; zero means 24h.
+	SnapshotInterval time.Duration
+	// CheckpointPages is the WAL size, in pages, past which the daemon
+	// checkpoints; zero means 1000.
+	CheckpointPages int64
+	Compression     segment.Compression
+	// ShutdownTimeout bounds the final upload on shutdown; zero means 30s.
+	ShutdownTimeout time.Duration
+	// PollInterval is how often the WAL is checked when no file-change
+	// notification arrives; zero means 1s.
+	PollInterval time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.SyncInterval == 0 {
+		c.SyncInterval = time.Second
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 24 * time.Hour
+	}
+	if c.CheckpointPages == 0 {
+		c.CheckpointPages = 1000
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// DB replicates one database.
+type DB struct {
+	cfg  Config
+	log  *slog.Logger
+	cap  *capture.Capturer
+	ups  []*uploader
+	snap chan struct{}
+	// syncs carries Sync calls into the loop, which owns the capturer.
+	syncs chan chan error
+
+	mu       sync.Mutex
+	captured localstate.Position
+}
+
+// Open opens the database for replication: it takes the state lock and
+// re-establishes the captured position.
+func Open(ctx context.Context, cfg Config) (*DB, error) {
+	cfg.defaults()
+	if len(cfg.Replicas) == 0 {
+		return nil, errors.New("no replicas configured")
+	}
+	d := &DB{cfg: cfg, log: cfg.Logger.With("db", cfg.Path), snap: make(chan struct{}, 1), syncs: make(chan chan error)}
+	c, ev, err := capture.Open(ctx, cfg.Path, capture.Options{StateDir: cfg.StateDir, Compression: cfg.Compression, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	d.cap = c
+	d.setCaptured()
+	for _, r := range cfg.Replicas {
+		u, err := newUploader(r, c.Dir(), cfg.SyncInterval, cfg.Compression, d.log, d.requestSnapshot)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		d.ups = append(d.ups, u)
+	}
+	d.logEvent(ev)
+	return d, nil
+}
+
+func (d *DB) requestSnapshot() {
+	select {
+	case d.snap <- struct{}{}:
+	default:
+	}
+}
+
+func (d *DB) setCaptured() {
+	d.mu.Lock()
+	d.captured = d.cap.Position()
+	d.mu.Unlock()
+}
+
+// Captured returns the last captured position.
+func (d *DB) Captured() localstate.Position {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.captured
+}
+
+// ReplicaStatus is one replica's state.
+type ReplicaStatus struct {
+	Name       string
+	Generation string
+	TxID       uint64
+	LastSync   time.Time
+	Err        error
+}
+
+// Replicas reports each replica's durable position.
+func (d *DB) Replicas() []ReplicaStatus {
+	var out []ReplicaStatus
+	for _, u := range d.ups {
+		p, synced, err := u.status()
+		out = append(out, ReplicaStatus{Name: u.r.Name, Generation: p.Generation, TxID: p.TxID, LastSync: synced, Err: err})
+	}
+	return out
+}
+
+// Run replicates until ctx is cancelled, then captures and uploads what is
+// left (bounded by the shutdown timeout), logs the position each replica
+// durably holds, and closes the database.
+func (d *DB) Run(ctx context.Context) error {
+	upCtx, stopUploads := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, u := range d.ups {
+		wg.Add(1)
+		go func() { defer wg.Done(); u.run(upCtx) }()
+		u.poke()
+	}
+	defer func() {
+		stopUploads()
+		wg.Wait()
+		if err := d.cap.Close(); err != nil {
+			d.log.Warn("close", "err", err)
+		}
+	}()
+	changes, closeWatch := d.watch()
+	defer closeWatch()
+	poll := time.NewTicker(d.cfg.PollInterval)
+	defer poll.Stop()
+	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
+	defer snapTick.Stop()
+	var lastClean time.Time
+	for {
+		snapshot := false
+		var reply chan error
+		select {
+		case <-ctx.Done():
+			return d.shutdown()
+		case reply = <-d.syncs:
+		case <-changes:
+		case <-poll.C:
+		case <-d.snap:
+			snapshot = true
+		case <-snapTick.C:
+			snapshot = true
+		}
+		err := d.step(ctx, snapshot)
+		if reply != nil {
+			reply <- err
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return d.shutdown()
+			}
+			return err
+		}
+		if time.Since(lastClean) > 5*time.Second {
+			d.cleanup()
+			lastClean = time.Now()
+		}
+	}
+}
+
+// step captures what is new (and a snapshot when asked), checkpoints when
+// the WAL has grown, and wakes the uploaders.
+func (d *DB) step(ctx context.Context, snapshot bool) error {
+	var ev capture.Event
+	var err error
+	if snapshot {
+		ev, err = d.cap.Snapshot(ctx)
+	} else {
+		ev, err = d.cap.Step(ctx)
+	}
+	if errors.Is(err, capture.ErrReplaced) {
+		return d.reopen(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	d.logEvent(ev)
+	if d.cap.WALSize() > d.cfg.CheckpointPages*int64(d.cap.Position().PageSize) {
+		cev, _, err := d.cap.Checkpoint(ctx, 100*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		d.logEvent(cev)
+		ev.Segment = firstNonNil(ev.Segment, cev.Segment)
+	}
+	d.setCaptured()
+	if ev.Segment != nil || ev.Snapshot != nil {
+		for _, u := range d.ups {
+			u.poke()
+		}
+	}
+	return nil
+}
+
+func firstNonNil(a, b *localstate.StagedSegment) *localstate.StagedSegment {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// reopen starts over after the database file was replaced: a new
+// generation.
+func (d *DB) reopen(ctx context.Context) error {
+	d.log.Warn("the database file was replaced; starting a new generation")
+	if err := d.cap.Close(); err != nil {
+		return err
+	}
+	c, ev, err := capture.Open(ctx, d.cfg.Path, capture.Options{StateDir: d.cfg.StateDir, Compression: d.cfg.Compression, Logger: d.cfg.Logger})
+	if err != nil {
+		return err
+	}
+	d.cap = c
+	d.setCaptured()
+	d.logEvent(ev)
+	for _, u := range d.ups {
+		u.poke() // same state directory: the uploaders keep their paths
+	}
+	return nil
+}
+
+func (d *DB) logEvent(ev capture.Event) {
+	if ev.Segment != nil {
+		d.log.Debug("captured", "generation", ev.Segment.Generation, "txids", fmt.Sprintf("%d-%d", ev.Segment.Min, ev.Segment.Max), "bytes", ev.Segment.Size)
+	}
+}
+
+// Sync captures what is committed now and waits until every replica holds
+// it: after Sync returns nil, every transaction committed before the call
+// is durable in every replica.
+//
+// Sync is for a caller other than Run's loop, while Run is running.
+func (d *DB) Sync(ctx context.Context) error {
+	reply := make(chan error, 1)
+	select {
+	case d.syncs <- reply:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-reply:
+		if err != nil {
+			return err
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return d.waitUploaded(ctx, d.Captured())
+}
+
+func (d *DB) waitUploaded(ctx context.Context, want localstate.Position) error {
+	for {
+		done := true
+		for _, u := range d.ups {
+			p := u.Position()
+			if p.Generation != want.Generation || p.TxID < want.TxID {
+				done = false
+				u.poke()
+			}
+		}
+		if done {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// shutdown captures and uploads what is left, then logs each replica's
+// durable position, so what a restore would give is never a guess.
+func (d *DB) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ShutdownTimeout)
+	defer cancel()
+	err := d.step(ctx, false)
+	if err == nil {
+		err = d.waitUploaded(ctx, d.Captured())
+	}
+	for _, r := range d.Replicas() {
+		d.log.Info("replica position at shutdown", "replica", r.Name, "generation", r.Generation, "txid", r.TxID)
+	}
+	if err != nil {
+		return fmt.Errorf("final sync: %w (the positions above are what the replicas hold)", err)
+	}
+	return nil
+}
+
+// cleanup removes staged objects that every replica holds and that
+// recovery no longer needs.
+func (d *DB) cleanup() {
+	dir := d.cap.Dir()
+	cur := d.cap.Position().Generation
+	hashed := d.cap.HashesTxID()
+	gens, err := dir.Generations()
+	if err != nil {
+		return
+	}
+	var poss []position
+	for _, u := range d.ups {
+		poss = append(poss, u.Position())
+	}
+	held := func(gen string, max uint64, snapshot bool) bool {
+		for _, p := range poss {
+			switch {
+			case p.Generation > gen:
+			case p.Generation < gen:
+				return false
+			case snapshot && p.Snapshot < max:
+				return false
+			case !snapshot && p.TxID < max:
+				return false
+			}
+		}
+		return true
+	}
+	for _, gen := range gens {
+		segs, _ := dir.Segments(gen)
+		snaps, _ := dir.Snapshots(gen)
+		left := 0
+		for _, s := range segs {
+			if held(gen, s.Max, false) && (gen != cur || s.Max <= hashed) {
+				_ = dir.RemoveSegment(s)
+			} else {
+				left++
+			}
+		}
+		for _, s := range snaps {
+			if held(gen, s.Max, true) {
+				_ = dir.RemoveSegment(s)
+			} else {
+				left++
+			}
+		}
+		if left == 0 && gen != cur {
+			_ = dir.RemoveGeneration(gen)
+		}
+	}
+}
+
+// watch reports changes of the WAL as they happen (inotify where the OS
+// has it); the poll ticker in Run covers systems without it.
+func (d *DB) watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		d.log.Debug("no file notifications; polling", "err", err)
+		return ch, func() {}
+	}
+	walPath := d.cap.WALPath()
+	if err := w.Add(filepath.Dir(walPath)); err != nil {
+		w.Close()
+		return ch, func() {}
+	}
+	go func() {
+		for {
+			select {
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if ev.Name == walPath {
+					select {
+					case ch <- struct{}{}:
+					default:
+					}
+				}
+			case _, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+			}
+		}
+	}()
+	return ch, func() { w.Close() }
+}

@@ -1,0 +1,94 @@
+package replicate_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/replicate"
+	"github.com/sqlitereplicator/replicator/core/restore"
+	"github.com/sqlitereplicator/replicator/sdk/memstore"
+)
+
+func openApp(t *testing.T, path string, pageSize int) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", fmt.Sprintf("file:%s?_pragma=busy_timeout(5000)&_pragma=page_size(%d)&_pragma=journal_mode(WAL)", path, pageSize))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Exec("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func sha3(t *testing.T, path string) string {
+	t.Helper()
+	out, err := exec.Command("sqlite3", path, ".sha3sum").CombinedOutput()
+	if err != nil {
+		t.Fatalf("sqlite3 .sha3sum %s: %v: %s", path, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestReplicateRestore(t *testing.T) {
+	for _, ps := range []int{512, 4096, 65536} {
+		t.Run(fmt.Sprint(ps), func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "app.db")
+			app := openApp(t, path, ps)
+			st := memstore.New()
+			r := replica.New("mem", st, slog.Default())
+			d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{r}, SyncInterval: 10 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- d.Run(runCtx) }()
+			for i := range 300 {
+				if _, err := app.Exec("INSERT INTO t (v) VALUES (?)", strings.Repeat(fmt.Sprint(i), 50)); err != nil {
+					t.Fatal(err)
+				}
+				if i == 150 {
+					if _, err := app.Exec("DELETE FROM t WHERE id % 3 = 0"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if _, err := app.Exec("VACUUM"); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "restored.db")
+			res, err := restore.Run(ctx, r, restore.Target{}, out, restore.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := sha3(t, out), sha3(t, path); got != want {
+				t.Fatalf("restored txid %d differs from source", res.TxID)
+			}
+			if _, err := os.Stat(out); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

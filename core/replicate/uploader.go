@@ -1,0 +1,238 @@
+package replicate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/core/localstate"
+	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/segment"
+)
+
+// uploader ships staged objects to one replica, in txid order, at most
+// once per sync interval: a commit after a quiet period goes out at once,
+// and what arrives while an upload is running or within the interval after
+// it goes out together as one merged segment.
+type uploader struct {
+	r        *replica.Replica
+	dir      *localstate.Dir
+	interval time.Duration
+	comp     segment.Compression
+	log      *slog.Logger
+	kick     chan struct{}
+	// needSnapshot asks the capture loop for a snapshot when the replica
+	// cannot continue from what is staged (a gap).
+	needSnapshot func()
+
+	mu      sync.Mutex
+	pos     localstate.ReplicaPosition
+	lastErr error
+	synced  time.Time // last time the replica caught up with what was staged
+}
+
+// position records what the replica has durably stored; the last snapshot
+// uploaded is kept too, so each staged snapshot is sent once.
+type position = localstate.ReplicaPosition
+
+func newUploader(r *replica.Replica, dir *localstate.Dir, interval time.Duration, comp segment.Compression, log *slog.Logger, needSnapshot func()) (*uploader, error) {
+	u := &uploader{r: r, dir: dir, interval: interval, comp: comp, log: log.With("replica", r.Name),
+		kick: make(chan struct{}, 1), needSnapshot: needSnapshot}
+	pos, _, err := dir.LoadReplica(r.Name)
+	if err != nil {
+		return nil, err
+	}
+	u.pos = pos
+	return u, nil
+}
+
+func (u *uploader) poke() {
+	select {
+	case u.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Position returns the replica's durable position.
+func (u *uploader) Position() position {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.pos
+}
+
+func (u *uploader) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-u.kick:
+		}
+		start := time.Now()
+		if err := u.sync(ctx); err != nil && ctx.Err() == nil {
+			u.log.Error("upload failed; will retry", "err", err)
+			u.mu.Lock()
+			u.lastErr = err
+			u.mu.Unlock()
+			u.poke()
+		}
+		// Cap the upload rate: wait out the rest of the interval.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(u.interval - time.Since(start)):
+		}
+	}
+}
+
+// sync uploads everything staged that the replica lacks.
+func (u *uploader) sync(ctx context.Context) error {
+	gens, err := u.dir.Generations()
+	if err != nil {
+		return err
+	}
+	for _, gen := range gens {
+		pos := u.Position()
+		if gen < pos.Generation {
+			continue
+		}
+		if err := u.syncGeneration(ctx, gen); err != nil {
+			return err
+		}
+	}
+	u.mu.Lock()
+	u.lastErr = nil
+	u.synced = time.Now()
+	u.mu.Unlock()
+	return nil
+}
+
+func (u *uploader) syncGeneration(ctx context.Context, gen string) error {
+	snaps, err := u.dir.Snapshots(gen)
+	if err != nil {
+		return err
+	}
+	segs, err := u.dir.Segments(gen)
+	if err != nil {
+		return err
+	}
+	pos := u.Position()
+	if gen != pos.Generation {
+		// A new generation starts with its first staged snapshot.
+		if len(snaps) == 0 {
+			u.needSnapshot()
+			return fmt.Errorf("generation %s has no staged snapshot to start %s from; one was requested", gen, u.r.Name)
+		}
+		if err := u.upload(ctx, snaps[0]); err != nil {
+			return err
+		}
+		u.setPos(position{Generation: gen, TxID: snaps[0].Min, Snapshot: snaps[0].Min, Updated: time.Now()})
+		snaps = snaps[1:]
+	}
+	for {
+		pos = u.Position()
+		var run []localstate.StagedSegment
+		expect := pos.TxID + 1
+		for _, s := range segs {
+			if s.Max <= pos.TxID {
+				continue
+			}
+			if s.Min != expect {
+				break
+			}
+			run = append(run, s)
+			expect = s.Max + 1
+		}
+		// Snapshots at or before what the replica has are uploaded when
+		// it has caught up to them; one past a gap bridges the gap.
+		var snap *localstate.StagedSegment
+		for i := range snaps {
+			if snaps[i].Min > pos.Snapshot && (snaps[i].Min <= pos.TxID || len(run) == 0) {
+				snap = &snaps[i]
+				break
+			}
+		}
+		switch {
+		case snap != nil && snap.Min <= pos.TxID:
+			if err := u.upload(ctx, *snap); err != nil {
+				return err
+			}
+			pos.Snapshot = snap.Min
+			u.setPos(pos)
+		case len(run) > 0:
+			if err := u.uploadRun(ctx, run); err != nil {
+				return err
+			}
+			pos.TxID = run[len(run)-1].Max
+			pos.Updated = time.Now()
+			u.setPos(pos)
+		case snap != nil:
+			// A gap in the staged segments: continue from the snapshot.
+			if err := u.upload(ctx, *snap); err != nil {
+				return err
+			}
+			u.setPos(position{Generation: gen, TxID: snap.Min, Snapshot: snap.Min, Updated: time.Now()})
+		default:
+			if hasLater(segs, pos.TxID) {
+				u.needSnapshot()
+				return fmt.Errorf("%s is at txid %d of generation %s, but the next staged segment starts later; a snapshot was requested", u.r.Name, pos.TxID, gen)
+			}
+			return nil
+		}
+	}
+}
+
+func hasLater(segs []localstate.StagedSegment, txid uint64) bool {
+	for _, s := range segs {
+		if s.Max > txid {
+			return true
+		}
+	}
+	return false
+}
+
+func (u *uploader) setPos(p position) {
+	if err := u.dir.SaveReplica(u.r.Name, p); err != nil {
+		u.log.Warn("save replica position", "err", err)
+	}
+	u.mu.Lock()
+	u.pos = p
+	u.mu.Unlock()
+}
+
+func (u *uploader) upload(ctx context.Context, s localstate.StagedSegment) error {
+	o := replica.Object{Generation: s.Generation, Level: 0, Min: s.Min, Max: s.Max}
+	if s.Snapshot {
+		o.Level = -1
+	}
+	return u.r.Upload(ctx, o, s.Path)
+}
+
+// uploadRun uploads consecutive staged segments as one L0 segment.
+func (u *uploader) uploadRun(ctx context.Context, run []localstate.StagedSegment) error {
+	if len(run) == 1 {
+		return u.upload(ctx, run[0])
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(run[0].Path), "merge-*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h, err := mergeSegments(run, tmp, u.comp)
+	if err != nil {
+		return fmt.Errorf("merge staged segments %d-%d: %w", run[0].Min, run[len(run)-1].Max, err)
+	}
+	o := replica.Object{Generation: h.Generation, Level: 0, Min: h.MinTXID, Max: h.MaxTXID}
+	return u.r.Upload(ctx, o, tmp.Name())
+}
+
+// status is what health and metrics report for the replica.
+func (u *uploader) status() (position, time.Time, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.pos, u.synced, u.lastErr
+}

@@ -1,0 +1,151 @@
+// Package restore rebuilds a database from a replica: the newest snapshot
+// at or before the target, then the shortest chain of segments to it
+// (highest levels first), downloaded in parallel, applied in order, and
+// proven equal to the database at the target by its checksum before the
+// file appears at the output path.
+package restore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/core/replica"
+)
+
+// Target says what to restore. The zero value means the latest position.
+type Target struct {
+	Generation string    // restrict to this generation
+	TxID       uint64    // restore exactly this txid (0: no txid target)
+	Timestamp  time.Time // restore the last transaction committed at or before this time
+}
+
+// ErrNoReplica means the replica holds no restorable generation.
+var ErrNoReplica = errors.New("no replica found")
+
+// Plan is the objects to apply, in order.
+type Plan struct {
+	Generation string
+	TxID       uint64
+	Objects    []replica.Object
+}
+
+// MakePlan chooses the generation and the chain of objects for t.
+func MakePlan(ctx context.Context, r *replica.Replica, t Target) (Plan, error) {
+	gens, err := r.Generations(ctx)
+	if err != nil {
+		return Plan{}, err
+	}
+	if t.Generation != "" {
+		found := false
+		for _, g := range gens {
+			found = found || g == t.Generation
+		}
+		if !found {
+			return Plan{}, fmt.Errorf("generation %s not found in %s (it has %d generations)", t.Generation, r.Name, len(gens))
+		}
+		gens = []string{t.Generation}
+	}
+	if len(gens) == 0 {
+		return Plan{}, fmt.Errorf("%w in %s", ErrNoReplica, r.Name)
+	}
+	// Newest generation first; with a timestamp, the newest one that has a
+	// snapshot taken at or before it.
+	var lastErr error
+	for i := len(gens) - 1; i >= 0; i-- {
+		objs, err := r.Objects(ctx, gens[i])
+		if err != nil {
+			return Plan{}, err
+		}
+		p, err := planGeneration(ctx, r, gens[i], objs, t)
+		if err == nil {
+			return p, nil
+		}
+		lastErr = err
+		if t.TxID != 0 || t.Generation != "" {
+			break
+		}
+	}
+	return Plan{}, lastErr
+}
+
+func planGeneration(ctx context.Context, r *replica.Replica, gen string, objs []replica.Object, t Target) (Plan, error) {
+	target := t.TxID
+	if !t.Timestamp.IsZero() {
+		tx, err := txidAt(ctx, r, gen, objs, t.Timestamp)
+		if err != nil {
+			return Plan{}, err
+		}
+		target = tx
+	}
+	// The newest snapshot at or before the target.
+	var snap *replica.Object
+	for i := range objs {
+		o := objs[i]
+		if o.Snapshot() && (target == 0 || o.Min <= target) && (snap == nil || o.Min > snap.Min) {
+			snap = &objs[i]
+		}
+	}
+	if snap == nil {
+		return Plan{}, fmt.Errorf("generation %s has no snapshot at or before txid %d", gen, target)
+	}
+	plan := Plan{Generation: gen, TxID: snap.Min, Objects: []replica.Object{*snap}}
+	// Walk forward: from each position take the segment that reaches
+	// furthest without passing the target (higher levels cover more).
+	for {
+		var best *replica.Object
+		for i := range objs {
+			o := objs[i]
+			if o.Snapshot() || o.Min != plan.TxID+1 || (target != 0 && o.Max > target) {
+				continue
+			}
+			if best == nil || o.Max > best.Max {
+				best = &objs[i]
+			}
+		}
+		if best == nil {
+			break
+		}
+		plan.Objects = append(plan.Objects, *best)
+		plan.TxID = best.Max
+	}
+	if target != 0 && plan.TxID != target {
+		return Plan{}, unreachable(gen, objs, plan.TxID, target)
+	}
+	return plan, nil
+}
+
+// unreachable explains why txid target cannot be restored.
+func unreachable(gen string, objs []replica.Object, reached, target uint64) error {
+	for _, o := range objs {
+		if !o.Snapshot() && o.Min <= target && target < o.Max && o.Min <= reached+1 {
+			return fmt.Errorf("txid %d is inside segment %d-%d of generation %s, which is restored whole: the nearest restorable txids are %d and %d",
+				target, o.Min, o.Max, gen, o.Min-1, o.Max)
+		}
+	}
+	return fmt.Errorf("cannot reach txid %d in generation %s: the replica's chain ends at txid %d", target, gen, reached)
+}
+
+// txidAt returns the last txid of gen committed at or before ts, reading
+// segment headers for their commit times.
+func txidAt(ctx context.Context, r *replica.Replica, gen string, objs []replica.Object, ts time.Time) (uint64, error) {
+	var best uint64
+	for _, o := range objs {
+		h, err := r.ReadHeader(ctx, o)
+		if err != nil {
+			return 0, err
+		}
+		if h.LastCommitTime().After(ts) {
+			continue
+		}
+		if o.Max > best && (o.Snapshot() || o.Level == 0 || best < o.Max) {
+			best = o.Max
+		}
+	}
+	if best == 0 {
+		return 0, fmt.Errorf("generation %s has nothing committed at or before %s", gen, ts.Format(time.RFC3339))
+	}
+	return best, nil
+}
+
