@@ -49,6 +49,11 @@ type env struct {
 
 func commands() []command {
 	return []command{
+		{name: "replicate", summary: "replicate databases continuously to their replicas", run: runReplicate},
+		{name: "restore", summary: "restore a database from a replica (latest, -timestamp, -txid, -generation)", run: runRestore},
+		{name: "generations", summary: "list the generations in a replica", run: runGenerations},
+		{name: "snapshots", summary: "list the snapshots in a replica", run: runSnapshots},
+		{name: "segments", summary: "list the segments in a replica", run: runSegments},
 		{name: "plugins", summary: "list the storage backends and the protocol versions they speak", run: runPlugins},
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "plugin", summary: "serve a first-party storage plugin (used internally)", hidden: true, run: runPlugin},

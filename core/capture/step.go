@@ -75,6 +75,10 @@ func (c *Capturer) Step(ctx context.Context) (Event, error) {
 func (c *Capturer) continueFrom(hdr wal.Header) (wal.Position, bool) {
 	p := c.pos.WAL
 	switch {
+	case p.Offset == 0:
+		// The WAL had no header when captured: this is its first one, and
+		// the held reader keeps it from being reset before we read it.
+		return wal.HeaderPosition(hdr), true
 	case hdr.Salt1 == p.Salt1 && hdr.Salt2 == p.Salt2:
 		return wal.Position{Offset: p.Offset, Salt1: p.Salt1, Salt2: p.Salt2, Checksum1: p.Checksum1, Checksum2: p.Checksum2}, true
 	case hdr.Salt1 == p.Salt1+1 && hdr.CheckpointSeq == p.CheckpointSeq+1:

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/core/replica"
+)
+
+// listArgs parses the flags shared by generations, snapshots and segments
+// and opens the replica.
+func listArgs(ctx context.Context, e *env, name string, args []string) (*replica.Replica, func(), bool, string, error) {
+	fs := newFlags(e, name, "[-json] [-generation G] (REPLICA_URL | -config FILE DB_PATH)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	configPath := fs.String("config", "", "config file; the argument is then a database path")
+	replicaName := fs.String("replica", "", "with -config: the replica (default: the first)")
+	gen := fs.String("generation", "", "only this generation")
+	if err := parseFlags(fs, args); err != nil {
+		return nil, nil, false, "", err
+	}
+	if fs.NArg() != 1 {
+		return nil, nil, false, "", usagef("need exactly one REPLICA_URL or (with -config) DB_PATH")
+	}
+	rc, err := replicaArg(e, fs.Arg(0), *configPath, *replicaName)
+	if err != nil {
+		return nil, nil, false, "", err
+	}
+	r, closeFn, err := openReplica(ctx, e, rc)
+	if err != nil {
+		return nil, nil, false, "", err
+	}
+	return r, closeFn, *asJSON, *gen, nil
+}
+
+func generationsOf(ctx context.Context, r *replica.Replica, only string) ([]string, error) {
+	if only != "" {
+		return []string{only}, nil
+	}
+	return r.Generations(ctx)
+}
+
+type generationRow struct {
+	Generation string    `json:"generation"`
+	Snapshots  int       `json:"snapshots"`
+	Segments   int       `json:"segments"`
+	FirstTxID  uint64    `json:"first_txid"`
+	LastTxID   uint64    `json:"last_txid"`
+	Created    time.Time `json:"created"`
+	Updated    time.Time `json:"updated"`
+	Bytes      int64     `json:"bytes"`
+}
+
+func runGenerations(ctx context.Context, e *env, args []string) error {
+	r, closeFn, asJSON, only, err := listArgs(ctx, e, "generations", args)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	gens, err := generationsOf(ctx, r, only)
+	if err != nil {
+		return err
+	}
+	var rows []generationRow
+	for _, g := range gens {
+		objs, err := r.Objects(ctx, g)
+		if err != nil {
+			return err
+		}
+		if len(objs) == 0 {
+			continue
+		}
+		row := generationRow{Generation: g, FirstTxID: objs[0].Min}
+		var last replica.Object
+		for _, o := range objs {
+			if o.Snapshot() {
+				row.Snapshots++
+			} else {
+				row.Segments++
+			}
+			row.Bytes += o.Size
+			if o.Max >= last.Max {
+				last = o
+			}
+		}
+		row.LastTxID = last.Max
+		if h, err := r.ReadHeader(ctx, objs[0]); err == nil {
+			row.Created = h.FirstCommitTime().UTC()
+		}
+		if h, err := r.ReadHeader(ctx, last); err == nil {
+			row.Updated = h.LastCommitTime().UTC()
+		}
+		rows = append(rows, row)
+	}
+	if asJSON {
+		return printJSON(e, rows)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "GENERATION\tSNAPSHOTS\tSEGMENTS\tTXIDS\tCREATED\tUPDATED\tBYTES")
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d-%d\t%s\t%s\t%d\n", r.Generation, r.Snapshots, r.Segments, r.FirstTxID, r.LastTxID,
+			r.Created.Format(time.RFC3339), r.Updated.Format(time.RFC3339), r.Bytes)
+	}
+	return tw.Flush()
+}
+
+type objectRow struct {
+	Generation string    `json:"generation"`
+	Level      int       `json:"level,omitempty"`
+	MinTxID    uint64    `json:"min_txid"`
+	MaxTxID    uint64    `json:"max_txid"`
+	Bytes      int64     `json:"bytes"`
+	Committed  time.Time `json:"committed,omitzero"`
+	Key        string    `json:"key"`
+}
+
+func runSnapshots(ctx context.Context, e *env, args []string) error {
+	return listObjects(ctx, e, "snapshots", args, true)
+}
+
+func runSegments(ctx context.Context, e *env, args []string) error {
+	return listObjects(ctx, e, "segments", args, false)
+}
+
+func listObjects(ctx context.Context, e *env, name string, args []string, snapshots bool) error {
+	r, closeFn, asJSON, only, err := listArgs(ctx, e, name, args)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	gens, err := generationsOf(ctx, r, only)
+	if err != nil {
+		return err
+	}
+	var rows []objectRow
+	for _, g := range gens {
+		objs, err := r.Objects(ctx, g)
+		if err != nil {
+			return err
+		}
+		for _, o := range objs {
+			if o.Snapshot() != snapshots {
+				continue
+			}
+			row := objectRow{Generation: g, Level: o.Level, MinTxID: o.Min, MaxTxID: o.Max, Bytes: o.Size, Key: o.Key}
+			if snapshots {
+				row.Level = 0
+				if h, err := r.ReadHeader(ctx, o); err == nil {
+					row.Committed = h.LastCommitTime().UTC()
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	if asJSON {
+		return printJSON(e, rows)
+	}
+	tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
+	if snapshots {
+		fmt.Fprintln(tw, "GENERATION\tTXID\tCOMMITTED\tBYTES")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", r.Generation, r.MinTxID, r.Committed.Format(time.RFC3339), r.Bytes)
+		}
+	} else {
+		fmt.Fprintln(tw, "GENERATION\tLEVEL\tTXIDS\tBYTES")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "%s\t%d\t%d-%d\t%d\n", r.Generation, r.Level, r.MinTxID, r.MaxTxID, r.Bytes)
+		}
+	}
+	return tw.Flush()
+}
+
+func printJSON(e *env, v any) error {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

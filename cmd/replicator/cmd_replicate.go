@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/core/config"
+	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/replicate"
+)
+
+func runReplicate(ctx context.Context, e *env, args []string) error {
+	fs := newFlags(e, "replicate", "[flags] DB_PATH REPLICA_URL... | -config FILE")
+	configPath := fs.String("config", "", "config file (YAML) listing databases and replicas")
+	syncInterval := fs.Duration("sync-interval", time.Second, "at most one upload per replica per interval; a commit after a quiet period goes out at once")
+	snapshotInterval := fs.Duration("snapshot-interval", 24*time.Hour, "how often to take a snapshot")
+	stateDir := fs.String("state-dir", "", "local state directory (default: beside the database)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	var dbs []config.DBConfig
+	switch {
+	case *configPath != "" && fs.NArg() > 0:
+		return usagef("give either -config FILE or DB_PATH REPLICA_URL..., not both")
+	case *configPath != "":
+		cfg, err := config.Load(*configPath)
+		if err != nil {
+			return err
+		}
+		if len(cfg.DBs) == 0 {
+			return fmt.Errorf("%s lists no databases (dbs:)", *configPath)
+		}
+		dbs = cfg.DBs
+	case fs.NArg() >= 2:
+		db := config.DBConfig{Path: fs.Arg(0)}
+		for i, u := range fs.Args()[1:] {
+			rc, err := config.ParseURL(u)
+			if err != nil {
+				return usageError{err.Error()}
+			}
+			if fs.NArg() > 2 {
+				rc.Name = fmt.Sprintf("%s%d", rc.Type, i+1)
+			}
+			db.Replicas = append(db.Replicas, rc)
+		}
+		dbs = []config.DBConfig{db}
+	default:
+		return usagef("need DB_PATH and at least one REPLICA_URL, or -config FILE")
+	}
+
+	var runners []*replicate.DB
+	var closers []func()
+	defer func() {
+		for _, c := range closers {
+			c()
+		}
+	}()
+	for _, dc := range dbs {
+		var reps []*replica.Replica
+		for _, rc := range dc.Replicas {
+			r, closeFn, err := openReplica(ctx, e, rc)
+			if err != nil {
+				return err
+			}
+			closers = append(closers, closeFn)
+			reps = append(reps, r)
+		}
+		cfg := replicate.Config{
+			Path: dc.Path, Replicas: reps, StateDir: *stateDir,
+			SyncInterval: pick(dc.SyncInterval, *syncInterval), SnapshotInterval: pick(dc.SnapshotInterval, *snapshotInterval),
+			Logger: e.log,
+		}
+		d, err := replicate.Open(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("replicate %s: %w", dc.Path, err)
+		}
+		p := d.Captured()
+		e.log.Info("replicating", "db", dc.Path, "generation", p.Generation, "txid", p.TxID, "replicas", len(reps))
+		runners = append(runners, d)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(runners))
+	for i, d := range runners {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = d.Run(ctx) }()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func pick(v, def time.Duration) time.Duration {
+	if v != 0 {
+		return v
+	}
+	return def
+}
