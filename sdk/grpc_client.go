@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 
@@ -47,6 +46,9 @@ func (s *remoteStore) Close() error {
 }
 
 func (s *remoteStore) Put(ctx context.Context, key string, r io.Reader, opts PutOptions) (ObjectInfo, error) {
+	if err := ValidateKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
 	// The stream gets its own context so that a failure reading r aborts
 	// the stream (cancel) instead of committing it (CloseAndRecv).
 	sctx, cancel := context.WithCancel(ctx)
@@ -61,14 +63,14 @@ func (s *remoteStore) Put(ctx context.Context, key string, r io.Reader, opts Put
 	}
 	buf := make([]byte, chunkSize)
 	for {
-		n, rerr := io.ReadFull(r, buf)
+		n, rerr := fill(r, buf)
 		if n > 0 {
 			chunk := &storagev1.PutRequest{Msg: &storagev1.PutRequest_Chunk{Chunk: buf[:n]}}
 			if err := stream.Send(chunk); err != nil {
 				return ObjectInfo{}, s.sendErr(ctx, stream, err)
 			}
 		}
-		if rerr == io.EOF || errors.Is(rerr, io.ErrUnexpectedEOF) {
+		if rerr == io.EOF {
 			break
 		}
 		if rerr != nil {
@@ -93,6 +95,9 @@ func (s *remoteStore) sendErr(ctx context.Context, stream storagev1.Storage_PutC
 }
 
 func (s *remoteStore) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	if err := ValidateKey(key); err != nil {
+		return nil, err
+	}
 	sctx, cancel := context.WithCancel(ctx)
 	stream, err := s.rpc.Get(sctx, &storagev1.GetRequest{Store: s.id, Key: key, Offset: offset, Length: length})
 	if err != nil {
@@ -143,6 +148,9 @@ func (r *getReader) Close() error {
 }
 
 func (s *remoteStore) Stat(ctx context.Context, key string) (ObjectInfo, error) {
+	if err := ValidateKey(key); err != nil {
+		return ObjectInfo{}, err
+	}
 	resp, err := s.rpc.Stat(ctx, &storagev1.StatRequest{Store: s.id, Key: key})
 	if err != nil {
 		return ObjectInfo{}, fromStatus(ctx, err)
@@ -177,6 +185,26 @@ func (s *remoteStore) Delete(ctx context.Context, keys ...string) error {
 	if len(keys) == 0 {
 		return nil
 	}
+	for _, k := range keys {
+		if err := ValidateKey(k); err != nil {
+			return err
+		}
+	}
 	_, err := s.rpc.Delete(ctx, &storagev1.DeleteRequest{Store: s.id, Keys: keys})
 	return fromStatus(ctx, err)
+}
+
+// fill reads into buf until it is full or r fails. Unlike io.ReadFull it
+// reports only r's own io.EOF as the end of the data: any other error, an
+// io.ErrUnexpectedEOF from a cut-off source included, aborts the transfer.
+func fill(r io.Reader, buf []byte) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -2,7 +2,6 @@ package sdk
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -154,13 +153,13 @@ func (s *grpcServer) Get(req *storagev1.GetRequest, stream storagev1.Storage_Get
 	}
 	buf := make([]byte, chunkSize)
 	for {
-		n, err := io.ReadFull(rc, buf)
+		n, err := fill(rc, buf)
 		if n > 0 {
 			if err := stream.Send(&storagev1.GetResponse{Chunk: buf[:n]}); err != nil {
 				return err
 			}
 		}
-		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
+		if err == io.EOF {
 			return nil
 		}
 		if err != nil {

@@ -224,6 +224,13 @@ func (s *Store) Delete(ctx context.Context, keys ...string) error {
 		if err != nil {
 			return err
 		}
+		// Only objects are deleted: a directory at the key is a prefix of
+		// other keys, not an object, and a file where a parent directory
+		// would be means the key cannot exist.
+		fi, err := os.Lstat(p)
+		if errors.Is(err, iofs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) || (err == nil && !fi.Mode().IsRegular()) {
+			continue
+		}
 		if err := os.Remove(p); err != nil && !errors.Is(err, iofs.ErrNotExist) {
 			return fmt.Errorf("delete %s: %w", key, err)
 		}
