@@ -5,6 +5,8 @@ import (
 	"sort"
 
 	"github.com/sqlitereplicator/replicator/plugins/fs"
+	"github.com/sqlitereplicator/replicator/plugins/gcs"
+	"github.com/sqlitereplicator/replicator/plugins/s3"
 	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/host"
 )
@@ -13,7 +15,9 @@ import (
 // They run out-of-process all the same, through "replicator plugin serve".
 func builtins() map[string]sdk.OpenFunc {
 	return map[string]sdk.OpenFunc{
-		"fs": fs.Open,
+		"fs":  fs.Open,
+		"gcs": gcs.Open,
+		"s3":  s3.Open,
 	}
 }
 

@@ -10,11 +10,9 @@ import (
 // compressors have work of both kinds (see fillPage).
 func benchPages() []page { return makePages(4096, 11, seq(1, 1024)...) }
 
-var benchCompressions = []Compression{CompressionNone, CompressionLZ4, CompressionZstd}
-
 func BenchmarkWrite(b *testing.B) {
 	pages := benchPages()
-	for _, c := range benchCompressions {
+	for _, c := range []Compression{CompressionNone, CompressionLZ4, CompressionZstd} {
 		b.Run(c.String(), func(b *testing.B) {
 			hdr := segmentHeader(c, 4096, uint32(len(pages)), pages)
 			var buf bytes.Buffer
@@ -42,7 +40,7 @@ func BenchmarkWrite(b *testing.B) {
 
 func BenchmarkRead(b *testing.B) {
 	pages := benchPages()
-	for _, c := range benchCompressions {
+	for _, c := range []Compression{CompressionNone, CompressionLZ4, CompressionZstd} {
 		b.Run(c.String(), func(b *testing.B) {
 			obj := encode(b, segmentHeader(c, 4096, uint32(len(pages)), pages), WriterOptions{}, pages)
 			b.SetBytes(int64(len(pages) * 4096))

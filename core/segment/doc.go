@@ -12,6 +12,9 @@ checksum, and a Reader reports io.EOF only after the whole object verified.
 
 Both directions stream. A Writer buffers one block, a Reader one block plus
 its stored form, so a multi-GiB snapshot needs a few MiB of memory at most.
+Writer.Reset and Reader.Reset reuse those buffers and the (de)compressor
+across objects, which matters for many small segments: setting up a zstd
+encoder costs more than compressing a small segment.
 
 # On-disk format, version 1
 
@@ -122,9 +125,9 @@ The per-page hash must not be linear, which is why it is xxHash64 and not a
 CRC. A CRC is linear over GF(2): crc(a ^ d) ^ crc(a) depends on d only. If
 the same corruption d hits two pages (a restore bug that clobbers the same
 offset in every page, say), each page's term changes by the same amount and
-the two changes cancel in the XOR. Likewise, with crc(pgno || page) the
-contribution of pgno and of the page separate, so swapping the contents of
-two pages would leave the sum unchanged. A non-linear hash has no such
+the two changes cancel in the XOR. Likewise crc(pgno || page) splits into
+a term for pgno and a term for the page, so swapping the contents of two
+pages would leave the sum unchanged. A non-linear hash has no such
 structure: cancellation needs a 64-bit collision.
 
 The lock-byte page (the page holding byte offset 2^30 of the file) is left

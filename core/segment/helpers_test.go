@@ -29,11 +29,11 @@ func fillPage(pageSize, pgno uint32, seed uint64) []byte {
 		b[i] = "the quick brown fox jumps over the lazy dog "[i%44]
 	}
 	x := seed*0x9e3779b97f4a7c15 + uint64(pgno) + 1
-	for i := len(b) / 2; i < len(b); i++ {
+	for i := len(b) / 2; i+8 <= len(b); i += 8 {
 		x ^= x << 13
 		x ^= x >> 7
 		x ^= x << 17
-		b[i] = byte(x)
+		binary.LittleEndian.PutUint64(b[i:], x)
 	}
 	return b
 }

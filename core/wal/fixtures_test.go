@@ -154,28 +154,13 @@ func TestGenerateFixtures(t *testing.T) {
 			t.Fatal(err)
 		}
 		total += len(b)
-		t.Logf("wrote testdata/%s (%d bytes)", name, len(b))
-	}
-	t.Logf("%d bytes of fixtures", total)
-}
-
-// TestDumpFixtures prints the structure of every fixture (run with -v) to
-// help write the expectations in golden_test.go.
-func TestDumpFixtures(t *testing.T) {
-	if !*update && !testing.Verbose() {
-		t.Skip("run with -v to dump fixtures")
-	}
-	names, _ := filepath.Glob("testdata/*.wal")
-	for _, name := range names {
-		b, _ := os.ReadFile(name)
+		// Log the structure, to compare with (or write) the expectations.
 		h, txns, pos := scanAll(t, b)
-		t.Logf("%s: len=%d pagesize=%d be=%v seq=%d end=%d rest=%d", name, len(b), h.PageSize, h.BigEndian(), h.CheckpointSeq, pos.Offset, int64(len(b))-pos.Offset)
+		t.Logf("wrote testdata/%s: %d bytes, page size %d, big-endian %v, checkpoint seq %d, log ends at %d",
+			name, len(b), h.PageSize, h.BigEndian(), h.CheckpointSeq, pos.Offset)
 		for _, txn := range txns {
-			var p []uint32
-			for _, f := range txn.Frames {
-				p = append(p, f.Pgno)
-			}
-			t.Logf("  {pgnos: %#v, dbSize: %d, end: %d},", p, txn.DBSize, txn.End)
+			t.Logf("  {pgnos: %v, dbSize: %d, end: %d},", pgnos(txn.Frames), txn.DBSize, txn.End)
 		}
 	}
+	t.Logf("%d bytes of fixtures", total)
 }

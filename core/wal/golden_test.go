@@ -200,26 +200,33 @@ func checkTxn(t testing.TB, h Header, start int64, txn Txn) {
 // exactly the transactions after it.
 func checkResume(t testing.TB, b []byte, h Header, txns []Txn) {
 	t.Helper()
-	for i, txn := range txns {
-		var rest []Txn
-		pos, err := Scan(bytes.NewReader(b), h, txn.Next, func(txn Txn) error {
-			rest = append(rest, txn)
-			return nil
-		})
-		if err != nil {
-			t.Fatalf("resuming after txn %d: %v", i, err)
+	for i := range txns {
+		checkResumeAfter(t, b, h, txns, i)
+	}
+}
+
+// checkResumeAfter checks that resuming from txns[i].Next yields exactly
+// txns[i+1:] and the same final position.
+func checkResumeAfter(t testing.TB, b []byte, h Header, txns []Txn, i int) {
+	t.Helper()
+	var rest []Txn
+	pos, err := Scan(bytes.NewReader(b), h, txns[i].Next, func(txn Txn) error {
+		rest = append(rest, txn)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("resuming after txn %d: %v", i, err)
+	}
+	if len(rest) != len(txns)-i-1 {
+		t.Fatalf("resuming after txn %d: %d txns, want %d", i, len(rest), len(txns)-i-1)
+	}
+	for j := range rest {
+		if !slices.Equal(rest[j].Frames, txns[i+1+j].Frames) || rest[j].Next != txns[i+1+j].Next {
+			t.Fatalf("resuming after txn %d: txn %d differs", i, j)
 		}
-		if len(rest) != len(txns)-i-1 {
-			t.Fatalf("resuming after txn %d: %d txns, want %d", i, len(rest), len(txns)-i-1)
-		}
-		for j := range rest {
-			if !slices.Equal(rest[j].Frames, txns[i+1+j].Frames) || rest[j].Next != txns[i+1+j].Next {
-				t.Fatalf("resuming after txn %d: txn %d differs", i, j)
-			}
-		}
-		if pos != txns[len(txns)-1].Next {
-			t.Fatalf("resuming after txn %d: position %+v", i, pos)
-		}
+	}
+	if pos != txns[len(txns)-1].Next {
+		t.Fatalf("resuming after txn %d: position %+v", i, pos)
 	}
 }
 

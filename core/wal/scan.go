@@ -15,7 +15,7 @@ import (
 // holds whatever the size of the log. Reads always cover whole frames, so a
 // frame never straddles two reads.
 const (
-	initialChunk = 64 << 10
+	initialChunk = 4 << 10
 	maxChunk     = 1 << 20
 )
 
@@ -76,10 +76,10 @@ type Txn struct {
 }
 
 // Pages returns the frame holding the final image of every page this
-// transaction leaves in the database, ordered by page number. When a page
-// was written more than once (a spilled cache writes it before the commit
-// rewrites it) only the last frame counts; pages beyond DBSize are left out,
-// since the commit truncated them away (SQLite's checkpoint skips them too).
+// transaction leaves in the database, ordered by page number: what a
+// capture engine has to ship. When the transaction wrote a page more than
+// once only the last frame counts; pages beyond DBSize are left out, since
+// the commit truncated them away (SQLite's checkpoint skips them too).
 func (t Txn) Pages() []Frame {
 	idx := make(map[uint32]int, len(t.Frames))
 	out := make([]Frame, 0, len(t.Frames))
@@ -233,7 +233,7 @@ func checkPosition(r io.ReaderAt, h Header, p Position) error {
 	n, err := r.ReadAt(b, prev)
 	if n < len(b) {
 		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("wal: reading frame header at offset %d: %w", prev, err)
+			return fmt.Errorf("wal: reading the frame before position %d: %w", p.Offset, err)
 		}
 		return fmt.Errorf("%w: frame before position (offset %d) is gone", ErrReset, prev)
 	}

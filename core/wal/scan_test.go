@@ -94,10 +94,17 @@ func TestScanSynthetic(t *testing.T) {
 			w.txn(3, 0, 3)
 			return w.bytes()
 		}},
-		// 122 frames of 536 bytes fill the first 64 KiB read exactly.
-		{name: "log ends on a read boundary", pageSize: 512, want: 61, build: func(w *walBuilder) []byte {
-			for i := range 61 {
-				w.txn(100, byte(i), uint32(i%50+1), uint32(i%30+2))
+		// One-frame transactions exactly filling the first read.
+		{name: "log ends on a read boundary", pageSize: 512, want: initialChunk / 536, build: func(w *walBuilder) []byte {
+			for i := range initialChunk / 536 {
+				w.txn(100, byte(i), uint32(i+1))
+			}
+			return w.bytes()
+		}},
+		// ... and the first two reads (the second one twice as large).
+		{name: "log ends on a later read boundary", pageSize: 512, want: 3 * (initialChunk / 536), build: func(w *walBuilder) []byte {
+			for i := range 3 * (initialChunk / 536) {
+				w.txn(100, byte(i), uint32(i+1))
 			}
 			return w.bytes()
 		}},
@@ -108,8 +115,8 @@ func TestScanSynthetic(t *testing.T) {
 			w.frame(9, 0, page(w, 9))
 			return w.bytes()
 		}},
-		{name: "max page size straddling reads", pageSize: 65536, want: 5, build: func(w *walBuilder) []byte {
-			for i := range 5 {
+		{name: "max page size straddling reads", pageSize: 65536, want: 3, build: func(w *walBuilder) []byte {
+			for i := range 3 {
 				w.txn(10, byte(i), 1, 2, 3, 4, 5, 6, 7)
 			}
 			return w.bytes()
