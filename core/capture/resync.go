@@ -24,6 +24,15 @@ func (c *Capturer) resume(ctx context.Context) (Event, error) {
 		return Event{}, err
 	}
 	pos, ok, err := c.dir.LoadPosition()
+	if ok {
+		// Segments staged after the position belong to a capture that
+		// crashed before committing; they were never uploaded and will be
+		// captured again (or superseded by a new generation).
+		c.pos = pos
+		if err := c.dropUncommitted(); err != nil {
+			return Event{}, err
+		}
+	}
 	switch {
 	case err != nil:
 		c.log.Warn("local state is unreadable", "err", err)
@@ -40,9 +49,6 @@ func (c *Capturer) resume(ctx context.Context) (Event, error) {
 		return c.newGeneration(ctx, fmt.Sprintf("the last captured state cannot be rebuilt (%v)", err))
 	}
 	c.pos, c.hashes = pos, hashes
-	if err := c.dropUncommitted(); err != nil {
-		return Event{}, err
-	}
 	if c.walContinues() {
 		ev, err := c.Step(ctx)
 		if err != nil {

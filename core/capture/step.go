@@ -35,8 +35,7 @@ func (c *Capturer) Step(ctx context.Context) (Event, error) {
 	}
 	from, ok := c.continueFrom(hdr)
 	if !ok {
-		return c.catchUp(ctx, fmt.Sprintf("the WAL changed from salt-1 %d (checkpoint %d) to %d (checkpoint %d) between two reads",
-			c.pos.WAL.Salt1, c.pos.WAL.CheckpointSeq, hdr.Salt1, hdr.CheckpointSeq))
+		return c.catchUp(ctx, fmt.Sprintf("the WAL changed from salt-1 %d to %d between two reads", c.pos.WAL.Salt1, hdr.Salt1))
 	}
 	var txns []wal.Txn
 	end, err := wal.Scan(f, hdr, from, func(t wal.Txn) error {
@@ -81,7 +80,10 @@ func (c *Capturer) continueFrom(hdr wal.Header) (wal.Position, bool) {
 		return wal.HeaderPosition(hdr), true
 	case hdr.Salt1 == p.Salt1 && hdr.Salt2 == p.Salt2:
 		return wal.Position{Offset: p.Offset, Salt1: p.Salt1, Salt2: p.Salt2, Checksum1: p.Checksum1, Checksum2: p.Checksum2}, true
-	case hdr.Salt1 == p.Salt1+1 && hdr.CheckpointSeq == p.CheckpointSeq+1:
+	case hdr.Salt1 == p.Salt1+1:
+		// Every reset adds one to salt-1 (a WAL created anew gets random
+		// salts). The checkpoint sequence is no help: each connection
+		// writes its own count there.
 		return wal.HeaderPosition(hdr), true
 	}
 	return wal.Position{}, false

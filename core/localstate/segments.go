@@ -56,6 +56,9 @@ func (d *Dir) Segments(gen string) ([]StagedSegment, error) {
 			continue // a temporary file of an interrupted write
 		}
 		fi, err := e.Info()
+		if isNotExist(err) {
+			continue // removed by a concurrent clean-up
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -142,6 +145,9 @@ func (d *Dir) Snapshots(gen string) ([]StagedSegment, error) {
 			continue
 		}
 		fi, err := e.Info()
+		if isNotExist(err) {
+			continue // removed by a concurrent clean-up
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -94,7 +94,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	d.cap = c
 	d.setCaptured()
 	for _, r := range cfg.Replicas {
-		u, err := newUploader(r, c.Dir(), cfg.SyncInterval, cfg.Compression, d.log, d.requestSnapshot)
+		u, err := newUploader(r, c.Dir(), cfg.SyncInterval, cfg.Compression, d.log, d.requestSnapshot, d.Captured)
 		if err != nil {
 			c.Close()
 			return nil, err

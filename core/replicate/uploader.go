@@ -28,6 +28,10 @@ type uploader struct {
 	// needSnapshot asks the capture loop for a snapshot when the replica
 	// cannot continue from what is staged (a gap).
 	needSnapshot func()
+	// committed returns the capture's committed position: objects staged
+	// beyond it may still be discarded by a crash, so they are not
+	// uploaded yet.
+	committed func() localstate.Position
 
 	mu      sync.Mutex
 	pos     localstate.ReplicaPosition
@@ -39,9 +43,10 @@ type uploader struct {
 // uploaded is kept too, so each staged snapshot is sent once.
 type position = localstate.ReplicaPosition
 
-func newUploader(r *replica.Replica, dir *localstate.Dir, interval time.Duration, comp segment.Compression, log *slog.Logger, needSnapshot func()) (*uploader, error) {
+func newUploader(r *replica.Replica, dir *localstate.Dir, interval time.Duration, comp segment.Compression, log *slog.Logger,
+	needSnapshot func(), committed func() localstate.Position) (*uploader, error) {
 	u := &uploader{r: r, dir: dir, interval: interval, comp: comp, log: log.With("replica", r.Name),
-		kick: make(chan struct{}, 1), needSnapshot: needSnapshot}
+		kick: make(chan struct{}, 1), needSnapshot: needSnapshot, committed: committed}
 	pos, _, err := dir.LoadReplica(r.Name)
 	if err != nil {
 		return nil, err
@@ -94,12 +99,13 @@ func (u *uploader) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	limit := u.committed()
 	for _, gen := range gens {
 		pos := u.Position()
-		if gen < pos.Generation {
+		if gen < pos.Generation || gen > limit.Generation {
 			continue
 		}
-		if err := u.syncGeneration(ctx, gen); err != nil {
+		if err := u.syncGeneration(ctx, gen, limit); err != nil {
 			return err
 		}
 	}
@@ -110,7 +116,7 @@ func (u *uploader) sync(ctx context.Context) error {
 	return nil
 }
 
-func (u *uploader) syncGeneration(ctx context.Context, gen string) error {
+func (u *uploader) syncGeneration(ctx context.Context, gen string, limit localstate.Position) error {
 	snaps, err := u.dir.Snapshots(gen)
 	if err != nil {
 		return err
@@ -118,6 +124,10 @@ func (u *uploader) syncGeneration(ctx context.Context, gen string) error {
 	segs, err := u.dir.Segments(gen)
 	if err != nil {
 		return err
+	}
+	if gen == limit.Generation {
+		snaps = upTo(snaps, limit.TxID)
+		segs = upTo(segs, limit.TxID)
 	}
 	pos := u.Position()
 	if gen != pos.Generation {
@@ -183,6 +193,17 @@ func (u *uploader) syncGeneration(ctx context.Context, gen string) error {
 			return nil
 		}
 	}
+}
+
+// upTo returns the objects that end at or before txid.
+func upTo(objs []localstate.StagedSegment, txid uint64) []localstate.StagedSegment {
+	var out []localstate.StagedSegment
+	for _, o := range objs {
+		if o.Max <= txid {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func hasLater(segs []localstate.StagedSegment, txid uint64) bool {

@@ -148,4 +148,3 @@ func txidAt(ctx context.Context, r *replica.Replica, gen string, objs []replica.
 	}
 	return best, nil
 }
-
