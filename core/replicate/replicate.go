@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -33,7 +34,8 @@ type Config struct {
 	// SnapshotInterval is how often a snapshot is taken; zero means 24h.
 	SnapshotInterval time.Duration
 	// CheckpointPages is the WAL size, in pages, past which the daemon
-	// checkpoints; zero means 1000.
+	// checkpoints; zero means 500, below SQLite's
+	// default autocheckpoint (1000), which our reader would keep failing.
 	CheckpointPages int64
 	Compression     segment.Compression
 	// ShutdownTimeout bounds the final upload on shutdown; zero means 30s.
@@ -52,7 +54,7 @@ func (c *Config) defaults() {
 		c.SnapshotInterval = 24 * time.Hour
 	}
 	if c.CheckpointPages == 0 {
-		c.CheckpointPages = 1000
+		c.CheckpointPages = 500
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
@@ -94,7 +96,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	d.cap = c
 	d.setCaptured()
 	for _, r := range cfg.Replicas {
-		u, err := newUploader(r, c.Dir(), cfg.SyncInterval, cfg.Compression, d.log, d.requestSnapshot, d.Captured)
+		u, err := newUploader(r, c.Dir(), cfg.SyncInterval, cfg.Compression, d.log, d.requestSnapshot, d.Captured, owner(c.Path()))
 		if err != nil {
 			c.Close()
 			return nil, err
@@ -103,6 +105,14 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	d.logEvent(ev)
 	return d, nil
+}
+
+// owner names this daemon in replica leases: stable across restarts (so a
+// restarted daemon takes its lease back at once) and distinct for every
+// database on every host.
+func owner(dbPath string) string {
+	host, _ := os.Hostname()
+	return host + ":" + dbPath
 }
 
 func (d *DB) requestSnapshot() {

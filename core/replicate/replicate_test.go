@@ -3,6 +3,7 @@ package replicate_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -90,5 +91,43 @@ func TestReplicateRestore(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestLeaseFencesSecondDaemon: a second daemon (another database) writing
+// to the same replica path is refused while the first holds the lease.
+func TestLeaseFencesSecondDaemon(t *testing.T) {
+	ctx := context.Background()
+	st := memstore.New()
+	dir := t.TempDir()
+	var dbs []*replicate.DB
+	for _, name := range []string{"a.db", "b.db"} {
+		path := filepath.Join(dir, name)
+		app := openApp(t, path, 4096)
+		if _, err := app.Exec("INSERT INTO t (v) VALUES ('x')"); err != nil {
+			t.Fatal(err)
+		}
+		d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{replica.New("mem", st, slog.Default())}, SyncInterval: 10 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dbs = append(dbs, d)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	go dbs[0].Run(runCtx)
+	if err := dbs[0].Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	go dbs[1].Run(runCtx)
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := dbs[1].Sync(sctx); err == nil {
+		t.Fatal("a second daemon synced into a replica path leased by another")
+	}
+	for _, r := range dbs[1].Replicas() {
+		if !errors.Is(r.Err, replica.ErrLeaseHeld) {
+			t.Fatalf("second daemon's replica error = %v, want ErrLeaseHeld", r.Err)
+		}
 	}
 }

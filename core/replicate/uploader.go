@@ -32,6 +32,8 @@ type uploader struct {
 	// beyond it may still be discarded by a crash, so they are not
 	// uploaded yet.
 	committed func() localstate.Position
+	// lease fences this daemon's writes against another daemon's.
+	lease *replica.Lease
 
 	mu      sync.Mutex
 	pos     localstate.ReplicaPosition
@@ -44,9 +46,10 @@ type uploader struct {
 type position = localstate.ReplicaPosition
 
 func newUploader(r *replica.Replica, dir *localstate.Dir, interval time.Duration, comp segment.Compression, log *slog.Logger,
-	needSnapshot func(), committed func() localstate.Position) (*uploader, error) {
+	needSnapshot func(), committed func() localstate.Position, owner string) (*uploader, error) {
 	u := &uploader{r: r, dir: dir, interval: interval, comp: comp, log: log.With("replica", r.Name),
-		kick: make(chan struct{}, 1), needSnapshot: needSnapshot, committed: committed}
+		kick: make(chan struct{}, 1), needSnapshot: needSnapshot, committed: committed,
+		lease: r.NewLease(owner, leaseTTL)}
 	pos, _, err := dir.LoadReplica(r.Name)
 	if err != nil {
 		return nil, err
@@ -69,7 +72,18 @@ func (u *uploader) Position() position {
 	return u.pos
 }
 
+// leaseTTL is how long a lease lasts unrenewed; it is renewed only while
+// uploading, so an idle daemon sends nothing.
+const leaseTTL = 30 * time.Second
+
 func (u *uploader) run(ctx context.Context) {
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := u.lease.Release(rctx); err != nil {
+			u.log.Warn("release lease", "err", err)
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -100,6 +114,9 @@ func (u *uploader) sync(ctx context.Context) error {
 		return err
 	}
 	limit := u.committed()
+	if err := u.lease.Ensure(ctx); err != nil {
+		return err
+	}
 	for _, gen := range gens {
 		pos := u.Position()
 		if gen < pos.Generation || gen > limit.Generation {
