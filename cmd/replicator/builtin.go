@@ -4,6 +4,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/sqlitereplicator/replicator/plugins/azure"
 	"github.com/sqlitereplicator/replicator/plugins/fs"
 	"github.com/sqlitereplicator/replicator/plugins/gcs"
 	"github.com/sqlitereplicator/replicator/plugins/s3"
@@ -15,9 +16,10 @@ import (
 // They run out-of-process all the same, through "replicator plugin serve".
 func builtins() map[string]sdk.OpenFunc {
 	return map[string]sdk.OpenFunc{
-		"fs":  fs.Open,
-		"gcs": gcs.Open,
-		"s3":  s3.Open,
+		"azure": azure.Open,
+		"fs":    fs.Open,
+		"gcs":   gcs.Open,
+		"s3":    s3.Open,
 	}
 }
 

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestBenchSmoke runs the benchmark briefly, through the real plugin path,
+// and checks that its report parses and that every number is positive. It
+// says nothing about whether the targets are met.
+func TestBenchSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon for a few seconds")
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "-dir", t.TempDir(), "-duration", "300ms", "-sync-interval", "50ms", "-json"}
+	if code := run(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bench exited %d\nstderr:\n%s", code, stderr.String())
+	}
+	var res benchResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
+	}
+	if time.Since(res.Date) > time.Hour || res.Machine.Cores <= 0 || res.Machine.Go == "" || res.Settings.Synchronous == "" {
+		t.Errorf("machine or date missing: %+v %+v", res.Date, res.Machine)
+	}
+	if len(res.Scenarios) != 3 {
+		t.Fatalf("got %d scenarios, want 3", len(res.Scenarios))
+	}
+	for _, s := range res.Scenarios {
+		if s.Commits <= 0 || s.Rate <= 0 || s.Uploads <= 0 || s.LagP50ms <= 0 || s.LagP99ms < s.LagP50ms || s.LagMaxms < s.LagP99ms || s.StagedP50ms <= 0 {
+			t.Errorf("scenario %q: implausible numbers: %+v", s.Name, s)
+		}
+	}
+	tp := res.Throughput
+	if tp.WithoutCommits <= 0 || tp.WithCommits <= 0 || tp.WithoutRate <= 0 || tp.WithRate <= 0 || tp.Ratio <= 0 {
+		t.Errorf("throughput: implausible numbers: %+v", tp)
+	}
+	if len(res.Targets) != 5 {
+		t.Errorf("got %d target verdicts, want 5: %v", len(res.Targets), res.Targets)
+	}
+
+	// The table form names every scenario and the ratio.
+	stdout.Reset()
+	stderr.Reset()
+	args = []string{"bench", "-dir", t.TempDir(), "-duration", "100ms", "-sync-interval", "20ms"}
+	if code := run(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bench exited %d\nstderr:\n%s", code, stderr.String())
+	}
+	for _, want := range []string{"machine:", "sparse", "100 txn/s", "1000 txn/s", "ratio", "targets:"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, stdout.String())
+		}
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	for _, c := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50 * time.Millisecond}, {99, 99 * time.Millisecond}, {100, 100 * time.Millisecond}, {0, time.Millisecond}} {
+		if got := percentile(d, c.p); got != c.want {
+			t.Errorf("p%v = %v, want %v", c.p, got, c.want)
+		}
+	}
+	if got := percentile(d[:1], 99); got != time.Millisecond {
+		t.Errorf("p99 of one = %v", got)
+	}
+}
