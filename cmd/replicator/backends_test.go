@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/core/config"
+	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/replicate"
+	"github.com/sqlitereplicator/replicator/core/restore"
+)
+
+// testBackends returns a replica config for each backend whose test server
+// is configured (scripts/test-servers.sh), each under a fresh path.
+func testBackends(t *testing.T) map[string]config.ReplicaConfig {
+	t.Helper()
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	prefix := "engine-" + hex.EncodeToString(rnd[:])
+	out := map[string]config.ReplicaConfig{
+		"file": {Name: "file", Type: "file", Settings: map[string]string{"path": filepath.Join(t.TempDir(), "replica")}},
+	}
+	need := func(vars ...string) bool {
+		for _, v := range vars {
+			if os.Getenv(v) == "" {
+				if os.Getenv("CI") != "" {
+					t.Fatalf("%s is not set: CI must run the test servers (scripts/test-servers.sh)", v)
+				}
+				return false
+			}
+		}
+		return true
+	}
+	if need("TEST_S3_ENDPOINT", "TEST_S3_BUCKET", "TEST_S3_ACCESS_KEY", "TEST_S3_SECRET_KEY") {
+		out["s3"] = config.ReplicaConfig{Name: "s3", Type: "s3", Settings: map[string]string{
+			"endpoint": os.Getenv("TEST_S3_ENDPOINT"), "bucket": os.Getenv("TEST_S3_BUCKET"), "path": prefix,
+			"region": os.Getenv("TEST_S3_REGION"), "access-key-id": os.Getenv("TEST_S3_ACCESS_KEY"), "secret-access-key": os.Getenv("TEST_S3_SECRET_KEY"),
+		}}
+	}
+	if need("TEST_GCS_ENDPOINT", "TEST_GCS_BUCKET") {
+		out["gcs"] = config.ReplicaConfig{Name: "gcs", Type: "gcs", Settings: map[string]string{
+			"endpoint": os.Getenv("TEST_GCS_ENDPOINT"), "bucket": os.Getenv("TEST_GCS_BUCKET"), "path": prefix,
+		}}
+	}
+	if need("TEST_AZURE_ENDPOINT", "TEST_AZURE_ACCOUNT", "TEST_AZURE_KEY", "TEST_AZURE_CONTAINER") {
+		out["abs"] = config.ReplicaConfig{Name: "abs", Type: "abs", Settings: map[string]string{
+			"endpoint": os.Getenv("TEST_AZURE_ENDPOINT"), "account-name": os.Getenv("TEST_AZURE_ACCOUNT"),
+			"account-key": os.Getenv("TEST_AZURE_KEY"), "container": os.Getenv("TEST_AZURE_CONTAINER"), "path": prefix,
+		}}
+	}
+	if _, ok := builtins()["sftp"]; ok && need("TEST_SFTP_HOST", "TEST_SFTP_PORT", "TEST_SFTP_USER", "TEST_SFTP_KEY_PATH", "TEST_SFTP_KNOWN_HOSTS", "TEST_SFTP_ROOT") {
+		out["sftp"] = config.ReplicaConfig{Name: "sftp", Type: "sftp", Settings: map[string]string{
+			"host": os.Getenv("TEST_SFTP_HOST"), "port": os.Getenv("TEST_SFTP_PORT"), "user": os.Getenv("TEST_SFTP_USER"),
+			"key-path": os.Getenv("TEST_SFTP_KEY_PATH"), "known-hosts": os.Getenv("TEST_SFTP_KNOWN_HOSTS"),
+			"path": filepath.Join(os.Getenv("TEST_SFTP_ROOT"), prefix),
+		}}
+	}
+	return out
+}
+
+// TestReplicateRestoreEachBackend runs the engine against every backend
+// through its plugin process: replicate a database being written to,
+// restore it, and compare.
+func TestReplicateRestoreEachBackend(t *testing.T) {
+	e := &env{stdout: os.Stdout, stderr: os.Stderr, log: newTestLogger(t)}
+	for name, rc := range testBackends(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			path := filepath.Join(dir, "app.db")
+			app, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer app.Close()
+			if _, err := app.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)"); err != nil {
+				t.Fatal(err)
+			}
+			r, closeFn, err := openReplica(ctx, e, rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeFn()
+			d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{r}, SyncInterval: 20 * time.Millisecond, Logger: e.log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			runCtx, stop := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- d.Run(runCtx) }()
+			for i := range 200 {
+				if _, err := app.Exec("INSERT INTO t (v) VALUES (randomblob(?))", 500+i*20); err != nil {
+					t.Fatal(err)
+				}
+				if i == 120 {
+					if _, err := app.Exec("DELETE FROM t WHERE id % 2 = 0; VACUUM"); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := d.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			stop()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			out := filepath.Join(dir, "restored.db")
+			res, err := restore.Run(ctx, r, restore.Target{}, out, restore.Options{Logger: e.log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := sha3sum(t, out), sha3sum(t, path); got != want {
+				t.Fatalf("restore from %s (txid %d) differs from the source", name, res.TxID)
+			}
+		})
+	}
+}
+
+// TestSecretsNeverPrinted: secrets given on the command line appear in no
+// output, also when the backend rejects them.
+func TestSecretsNeverPrinted(t *testing.T) {
+	const secret = "SEKRIT-9f8e7d6c5b4a"
+	endpoint := os.Getenv("TEST_S3_ENDPOINT")
+	if endpoint == "" {
+		endpoint = "http://127.0.0.1:1"
+	}
+	urls := []string{
+		"s3://replicator-test/x?endpoint=" + endpoint + "&access-key-id=AKIAEXAMPLE&secret-access-key=" + secret,
+		"sftp://user:" + secret + "@127.0.0.1:1/path",
+		"abs://devstoreaccount1@replicator-test/x?endpoint=http://127.0.0.1:1/devstoreaccount1&account-key=" + secret,
+	}
+	for _, u := range urls {
+		for _, args := range [][]string{{"generations", u}, {"restore", "-o", filepath.Join(t.TempDir(), "o.db"), u}, {"replicate", "/nonexistent.db", u}} {
+			var stdout, stderr bytes.Buffer
+			code := run(args, &stdout, &stderr)
+			if code == 0 {
+				t.Errorf("%s with a bad replica exited 0", args[0])
+			}
+			if strings.Contains(stdout.String()+stderr.String(), secret) {
+				t.Fatalf("replicator %s printed the secret:\n%s%s", args[0], stdout.String(), stderr.String())
+			}
+		}
+	}
+}
