@@ -164,6 +164,8 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		{"1000 txn/s", 1000, int(1000 * duration.Seconds()), *duration},
 	}
 	err = b.withDaemon(ctx, "lag", func(app *benchApp, dm *benchDaemon) error {
+		// Start after a quiet period, as the first sparse commit should.
+		time.Sleep(sparseEvery)
 		for _, s := range scen {
 			r, err := dm.scenario(ctx, app, s.name, s.rate, s.n, s.limit)
 			if err != nil {
