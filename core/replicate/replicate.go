@@ -178,7 +178,7 @@ func (d *DB) Run(ctx context.Context) error {
 	defer poll.Stop()
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snapTick.Stop()
-	var lastClean time.Time
+	var lastClean, lastStep time.Time
 	for {
 		snapshot := false
 		var reply chan error
@@ -187,12 +187,23 @@ func (d *DB) Run(ctx context.Context) error {
 			return d.shutdown()
 		case reply = <-d.syncs:
 		case <-changes:
+			// Under a stream of commits, capture in batches: each step
+			// costs a few fsyncs, and a step per commit would take CPU
+			// from the application.
+			if wait := minStepGap - time.Since(lastStep); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return d.shutdown()
+				}
+			}
 		case <-poll.C:
 		case <-d.snap:
 			snapshot = true
 		case <-snapTick.C:
 			snapshot = true
 		}
+		lastStep = time.Now()
 		err := d.step(ctx, snapshot)
 		if reply != nil {
 			reply <- err
@@ -209,6 +220,10 @@ func (d *DB) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// minStepGap is the shortest time between two captures triggered by WAL
+// changes: short against any sync interval, long against a commit.
+const minStepGap = 10 * time.Millisecond
 
 // step captures what is new (and a snapshot when asked), checkpoints when
 // the WAL has grown, and wakes the uploaders.
