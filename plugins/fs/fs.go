@@ -62,8 +62,12 @@ func New(dir string) (*Store, error) {
 	if err != nil {
 		return nil, sdk.Errorf(sdk.InvalidArgument, "fs: path %q: %w", dir, err)
 	}
-	if err := os.MkdirAll(filepath.Join(root, tmpDir), 0o755); err != nil {
-		return nil, fmt.Errorf("fs: create %s: %w", root, err)
+	// The directory is created by the first put, so that reading from a
+	// replica that does not exist (a restore, a listing) creates nothing.
+	if fi, err := os.Stat(root); err == nil && !fi.IsDir() {
+		return nil, sdk.Errorf(sdk.InvalidArgument, "fs: path %s is not a directory: cannot create %s", root, root)
+	} else if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+		return nil, fmt.Errorf("fs: path %s: %w", root, err)
 	}
 	return &Store{root: root}, nil
 }
@@ -128,6 +132,9 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOp
 func (s *Store) writeTemp(ctx context.Context, r io.Reader) (string, error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
+	if err := os.MkdirAll(filepath.Join(s.root, tmpDir), 0o755); err != nil {
+		return "", fmt.Errorf("create %s: %w", s.root, err)
+	}
 	tmp := filepath.Join(s.root, tmpDir, hex.EncodeToString(rnd[:]))
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
