@@ -345,6 +345,9 @@ func (d *DB) shutdown() error {
 	if err == nil {
 		err = d.waitUploaded(ctx, d.Captured())
 	}
+	if err == nil {
+		d.cleanup()
+	}
 	for _, r := range d.Replicas() {
 		d.log.Info("replica position at shutdown", "replica", r.Name, "generation", r.Generation, "txid", r.TxID)
 	}

@@ -131,3 +131,48 @@ func TestLeaseFencesSecondDaemon(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicaAddedLater: a replica added after the staged history was
+// cleaned up starts from a fresh snapshot and then follows.
+func TestReplicaAddedLater(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	app := openApp(t, path, 4096)
+	a := replica.New("a", memstore.New(), slog.Default())
+	b := replica.New("b", memstore.New(), slog.Default())
+	run := func(reps ...*replica.Replica) {
+		d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: reps, SyncInterval: 5 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- d.Run(runCtx) }()
+		for range 20 {
+			if _, err := app.Exec("INSERT INTO t (v) VALUES (randomblob(300))"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		if err := d.Sync(sctx); err != nil {
+			t.Fatal(err)
+		}
+		stop()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(a)
+	run(a, b)
+	for _, r := range []*replica.Replica{a, b} {
+		out := filepath.Join(t.TempDir(), "out.db")
+		if _, err := restore.Run(ctx, r, restore.Target{}, out, restore.Options{}); err != nil {
+			t.Fatalf("restore from %s: %v", r.Name, err)
+		}
+		if got, want := sha3(t, out), sha3(t, path); got != want {
+			t.Fatalf("restore from %s differs from the source", r.Name)
+		}
+	}
+}

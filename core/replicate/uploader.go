@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -72,6 +73,10 @@ func (u *uploader) Position() position {
 	return u.pos
 }
 
+// errNeedSnapshot means the replica cannot continue from what is staged
+// and a snapshot was requested from the capture loop.
+var errNeedSnapshot = errors.New("a snapshot was requested")
+
 // leaseTTL is how long a lease lasts unrenewed; it is renewed only while
 // uploading, so an idle daemon sends nothing.
 const leaseTTL = 30 * time.Second
@@ -91,7 +96,10 @@ func (u *uploader) run(ctx context.Context) {
 		case <-u.kick:
 		}
 		start := time.Now()
-		if err := u.sync(ctx); err != nil && ctx.Err() == nil {
+		if err := u.sync(ctx); errors.Is(err, errNeedSnapshot) {
+			u.log.Info("waiting for a snapshot to upload", "reason", err)
+			u.poke()
+		} else if err != nil && ctx.Err() == nil {
 			u.log.Error("upload failed; will retry", "err", err)
 			u.mu.Lock()
 			u.lastErr = err
@@ -117,14 +125,19 @@ func (u *uploader) sync(ctx context.Context) error {
 	if err := u.lease.Ensure(ctx); err != nil {
 		return err
 	}
+	// First the rest of the generation the replica is in, if it is still
+	// staged; then the current one. A generation in between that the
+	// replica never started is skipped: restores want the newest.
+	cur := u.Position().Generation
 	for _, gen := range gens {
-		pos := u.Position()
-		if gen < pos.Generation || gen > limit.Generation {
-			continue
+		if gen == cur && gen != limit.Generation {
+			if err := u.syncGeneration(ctx, gen, limit); err != nil {
+				return err
+			}
 		}
-		if err := u.syncGeneration(ctx, gen, limit); err != nil {
-			return err
-		}
+	}
+	if err := u.syncGeneration(ctx, limit.Generation, limit); err != nil {
+		return err
 	}
 	u.mu.Lock()
 	u.lastErr = nil
@@ -151,7 +164,7 @@ func (u *uploader) syncGeneration(ctx context.Context, gen string, limit localst
 		// A new generation starts with its first staged snapshot.
 		if len(snaps) == 0 {
 			u.needSnapshot()
-			return fmt.Errorf("generation %s has no staged snapshot to start %s from; one was requested", gen, u.r.Name)
+			return fmt.Errorf("%w: generation %s has none staged to start %s from", errNeedSnapshot, gen, u.r.Name)
 		}
 		if err := u.upload(ctx, snaps[0]); err != nil {
 			return err
@@ -205,7 +218,7 @@ func (u *uploader) syncGeneration(ctx context.Context, gen string, limit localst
 		default:
 			if hasLater(segs, pos.TxID) {
 				u.needSnapshot()
-				return fmt.Errorf("%s is at txid %d of generation %s, but the next staged segment starts later; a snapshot was requested", u.r.Name, pos.TxID, gen)
+				return fmt.Errorf("%w: %s is at txid %d of generation %s, but the next staged segment starts later", errNeedSnapshot, u.r.Name, pos.TxID, gen)
 			}
 			return nil
 		}
