@@ -5,11 +5,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/restore"
+	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/memstore"
 )
 
@@ -114,12 +117,13 @@ func TestLeaseFencesSecondDaemon(t *testing.T) {
 		dbs = append(dbs, d)
 	}
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	go dbs[0].Run(runCtx)
+	done := make(chan error, 2)
+	defer func() { stop(); <-done; <-done }()
+	go func() { done <- dbs[0].Run(runCtx) }()
 	if err := dbs[0].Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	go dbs[1].Run(runCtx)
+	go func() { done <- dbs[1].Run(runCtx) }()
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if err := dbs[1].Sync(sctx); err == nil {
@@ -174,5 +178,66 @@ func TestReplicaAddedLater(t *testing.T) {
 		if got, want := sha3(t, out), sha3(t, path); got != want {
 			t.Fatalf("restore from %s differs from the source", r.Name)
 		}
+	}
+}
+
+// countingStore counts the storage requests that reach it.
+type countingStore struct {
+	sdk.Storage
+	n atomic.Int64
+}
+
+func (c *countingStore) Put(ctx context.Context, key string, r io.Reader, o sdk.PutOptions) (sdk.ObjectInfo, error) {
+	c.n.Add(1)
+	return c.Storage.Put(ctx, key, r, o)
+}
+
+func (c *countingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	c.n.Add(1)
+	return c.Storage.Get(ctx, key, off, n)
+}
+
+func (c *countingStore) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) {
+	c.n.Add(1)
+	return c.Storage.Stat(ctx, key)
+}
+
+func (c *countingStore) List(ctx context.Context, prefix, after string, fn func(sdk.ObjectInfo) error) error {
+	c.n.Add(1)
+	return c.Storage.List(ctx, prefix, after, fn)
+}
+
+func (c *countingStore) Delete(ctx context.Context, keys ...string) error {
+	c.n.Add(1)
+	return c.Storage.Delete(ctx, keys...)
+}
+
+// TestIdleSendsNothing: once what was committed is uploaded, an idle
+// database costs no storage request at all.
+func TestIdleSendsNothing(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "app.db")
+	app := openApp(t, path, 4096)
+	st := &countingStore{Storage: memstore.New()}
+	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{replica.New("mem", st, slog.Default())},
+		SyncInterval: 10 * time.Millisecond, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	if _, err := app.Exec("INSERT INTO t (v) VALUES ('x')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let the uploader settle
+	before := st.n.Load()
+	time.Sleep(1500 * time.Millisecond)
+	if after := st.n.Load(); after != before {
+		t.Fatalf("%d storage requests while the database was idle", after-before)
 	}
 }
