@@ -42,6 +42,11 @@ func (d *Dir) StageSegment(gen string, min, max uint64, write func(io.Writer) er
 
 // Segments lists the staged segments of gen in txid order.
 func (d *Dir) Segments(gen string) ([]StagedSegment, error) {
+	return d.list(gen, false, func(name string) (uint64, uint64, error) { return segment.ParseSegmentName(name) })
+}
+
+// list returns the staged objects of gen whose names parse, in txid order.
+func (d *Dir) list(gen string, snapshot bool, parse func(string) (min, max uint64, err error)) ([]StagedSegment, error) {
 	entries, err := os.ReadDir(d.segmentDir(gen))
 	if isNotExist(err) {
 		return nil, nil
@@ -51,9 +56,9 @@ func (d *Dir) Segments(gen string) ([]StagedSegment, error) {
 	}
 	var out []StagedSegment
 	for _, e := range entries {
-		min, max, err := segment.ParseSegmentName(e.Name())
+		min, max, err := parse(e.Name())
 		if err != nil {
-			continue // a temporary file of an interrupted write
+			continue // another kind of object, or a temporary file of an interrupted write
 		}
 		fi, err := e.Info()
 		if isNotExist(err) {
@@ -62,7 +67,7 @@ func (d *Dir) Segments(gen string) ([]StagedSegment, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, StagedSegment{Generation: gen, Min: min, Max: max, Path: filepath.Join(d.segmentDir(gen), e.Name()), Size: fi.Size()})
+		out = append(out, StagedSegment{Generation: gen, Min: min, Max: max, Path: filepath.Join(d.segmentDir(gen), e.Name()), Size: fi.Size(), Snapshot: snapshot})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Min < out[j].Min })
 	return out, nil
@@ -131,28 +136,8 @@ func (d *Dir) StageSnapshot(gen string, txid uint64, write func(io.Writer) error
 
 // Snapshots lists the staged snapshots of gen in txid order.
 func (d *Dir) Snapshots(gen string) ([]StagedSegment, error) {
-	entries, err := os.ReadDir(d.segmentDir(gen))
-	if isNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var out []StagedSegment
-	for _, e := range entries {
-		txid, err := segment.ParseSnapshotName(e.Name())
-		if err != nil {
-			continue
-		}
-		fi, err := e.Info()
-		if isNotExist(err) {
-			continue // removed by a concurrent clean-up
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, StagedSegment{Generation: gen, Min: txid, Max: txid, Path: filepath.Join(d.segmentDir(gen), e.Name()), Size: fi.Size(), Snapshot: true})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Min < out[j].Min })
-	return out, nil
+	return d.list(gen, true, func(name string) (uint64, uint64, error) {
+		txid, err := segment.ParseSnapshotName(name)
+		return txid, txid, err
+	})
 }
