@@ -15,7 +15,6 @@ import (
 
 	"github.com/sqlitereplicator/replicator/core/localstate"
 	"github.com/sqlitereplicator/replicator/core/segment"
-	"github.com/sqlitereplicator/replicator/core/wal"
 )
 
 // Options tune a Capturer.
@@ -51,7 +50,6 @@ type Capturer struct {
 
 	pos    localstate.Position
 	hashes *localstate.Hashes // at pos.TxID
-	hdr    wal.Header         // the WAL header pos.WAL belongs to (zero if none yet)
 
 	savedHashes uint64 // txid of the hash file on disk
 }

@@ -182,7 +182,6 @@ func (c *Capturer) syncPoint(ctx context.Context) (localstate.WALPosition, error
 	if err != nil {
 		return localstate.WALPosition{}, fmt.Errorf("find the end of the WAL: %w", err)
 	}
-	c.hdr = hdr
 	return localstate.WALPosition{
 		Salt1: hdr.Salt1, Salt2: hdr.Salt2, CheckpointSeq: hdr.CheckpointSeq,
 		Offset: end.Offset, Checksum1: end.Checksum1, Checksum2: end.Checksum2,

@@ -49,10 +49,6 @@ func (c *Capturer) Step(ctx context.Context) (Event, error) {
 		return Event{}, fmt.Errorf("read WAL: %w", err)
 	}
 	if len(txns) == 0 {
-		if hdr != c.hdr && end == from {
-			// A reset with nothing written yet: remember the new header.
-			c.hdr = hdr
-		}
 		return Event{}, nil
 	}
 	seg, err := c.stageTxns(ctx, f, hdr, txns, end)
@@ -160,7 +156,6 @@ func (c *Capturer) stageTxns(ctx context.Context, f io.ReaderAt, hdr wal.Header,
 	if err := c.commit(pos, next, false); err != nil {
 		return localstate.StagedSegment{}, err
 	}
-	c.hdr = hdr
 	return seg, nil
 }
 
