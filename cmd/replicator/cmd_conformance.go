@@ -1,0 +1,602 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/conformance"
+	"github.com/sqlitereplicator/replicator/core/config"
+	"github.com/sqlitereplicator/replicator/sdk"
+	"github.com/sqlitereplicator/replicator/sdk/host"
+)
+
+// "replicator conformance" runs the storage contract suite (package
+// conformance) against backends, through their plugin processes exactly as
+// replication uses them. The suite needs a real *testing.T, which only the
+// testing package's main loop makes, so each backend is tested in a child:
+// this executable re-executed as "conformance -child" with the backend in
+// conformanceSpecEnv. The child runs the suite with conformance.RunMain and
+// the parent reads its output with conformance.ParseOutput.
+
+const conformanceSpecEnv = "REPLICATOR_CONFORMANCE_SPEC"
+
+// conformanceSpec is one backend to test, as passed to the child.
+type conformanceSpec struct {
+	// Name labels the backend in the results ("fs", "s3", "my-plugin").
+	Name string `json:"name"`
+	// Builtin is the first-party plugin name; otherwise Path (and SHA256)
+	// name a third-party plugin executable.
+	Builtin  string            `json:"builtin,omitempty"`
+	Path     string            `json:"path,omitempty"`
+	SHA256   string            `json:"sha256,omitempty"`
+	Settings map[string]string `json:"settings"`
+	// PathSetting is the setting that each test's store gets a fresh
+	// sub-path of ("" keeps the settings as they are).
+	PathSetting string        `json:"path_setting"`
+	RunID       string        `json:"run_id"`
+	Run         string        `json:"run,omitempty"`
+	Timeout     time.Duration `json:"timeout"`
+	Keep        bool          `json:"keep,omitempty"`
+}
+
+// settingFlags collects repeated -setting k=v flags.
+type settingFlags map[string]string
+
+func (s settingFlags) String() string { return "" }
+
+func (s settingFlags) Set(v string) error {
+	k, val, ok := strings.Cut(v, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("want KEY=VALUE, got %q", v)
+	}
+	if _, dup := s[k]; dup {
+		return fmt.Errorf("setting %q given twice", k)
+	}
+	s[k] = val
+	return nil
+}
+
+// builtinForType maps a backend type as users write it (in a config file or
+// a URL scheme) to the first-party plugin that implements it.
+func builtinForType(typ string) (string, error) {
+	name := strings.ToLower(typ)
+	switch name {
+	case "file":
+		name = "fs"
+	case "gs":
+		name = "gcs"
+	case "abs":
+		name = "azure"
+	}
+	if _, ok := builtins()[name]; !ok {
+		return "", usagef("backend type %q is not built into this replicator (available: %s); for a third-party plugin use -plugin PATH", typ, strings.Join(builtinNames(), ", "))
+	}
+	return name, nil
+}
+
+func runConformance(ctx context.Context, e *env, args []string) error {
+	if len(args) > 0 && args[0] == "-child" {
+		return runConformanceChild(e)
+	}
+	fs := newFlags(e, "conformance", "[flags] [REPLICA-URL...]\n\n"+
+		"Runs the storage contract suite against each backend given: a replica URL\n"+
+		"argument, -type TYPE with -setting flags, or a third-party plugin with\n"+
+		"-plugin PATH [-sha256 HEX] and -setting flags. Each test gets a fresh store:\n"+
+		"the -path-setting setting (default \"path\") is extended with a new sub-path\n"+
+		"per test, and the test's objects are deleted afterwards. Exits 1 when any\n"+
+		"test fails or errors (or, with -strict, is disabled).\n\nFlags:")
+	typ := fs.String("type", "", "first-party backend `TYPE` (file, s3, gcs, abs)")
+	pluginPath := fs.String("plugin", "", "third-party plugin executable `PATH`")
+	pin := fs.String("sha256", "", "with -plugin, the executable's expected sha256 (`HEX`)")
+	settings := settingFlags{}
+	fs.Var(settings, "setting", "backend setting `KEY=VALUE` for -type or -plugin (repeatable)")
+	pathSetting := fs.String("path-setting", "path", "the setting `NAME` that locates a store; each test gets a fresh sub-path of it (\"\" to use the settings as they are)")
+	runPat := fs.String("run", "", "run only the tests matching `REGEXP` (like go test -run, below the suite: \"PutGet\", \"Keys/Awkward\")")
+	timeout := fs.Duration("timeout", 20*time.Minute, "give up on a backend after this long")
+	asJSON := fs.Bool("json", false, "print the results as JSON instead of a table")
+	junit := fs.String("junit", "", "also write the results as JUnit XML to `FILE`")
+	strict := fs.Bool("strict", false, "count disabled tests (capabilities the backend lacks) as failures")
+	keep := fs.Bool("keep", false, "keep the objects the tests wrote")
+	verbose := fs.Bool("v", false, "print the full output of failing tests")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+
+	runID := make([]byte, 4)
+	_, _ = rand.Read(runID)
+	base := conformanceSpec{PathSetting: *pathSetting, RunID: hex.EncodeToString(runID), Run: *runPat, Timeout: *timeout, Keep: *keep}
+	var specs []conformanceSpec
+	switch {
+	case *typ != "" && *pluginPath != "":
+		return usagef("give -type or -plugin, not both")
+	case *pin != "" && *pluginPath == "":
+		return usagef("-sha256 pins a -plugin executable")
+	case len(settings) > 0 && *typ == "" && *pluginPath == "":
+		return usagef("-setting applies to -type or -plugin; a replica URL carries its settings in its query")
+	case *typ != "":
+		name, err := builtinForType(*typ)
+		if err != nil {
+			return err
+		}
+		s := base
+		s.Name, s.Builtin, s.Settings = name, name, settings
+		specs = append(specs, s)
+	case *pluginPath != "":
+		abs, err := filepath.Abs(*pluginPath)
+		if err != nil {
+			return err
+		}
+		s := base
+		s.Name, s.Path, s.SHA256, s.Settings = filepath.Base(abs), abs, *pin, settings
+		specs = append(specs, s)
+	}
+	for _, arg := range fs.Args() {
+		if !config.IsURL(arg) {
+			return usagef("%q is not a replica URL", arg)
+		}
+		rc, err := config.ParseURL(arg)
+		if err != nil {
+			return usageError{err.Error()}
+		}
+		name, err := builtinForType(rc.Type)
+		if err != nil {
+			return err
+		}
+		s := base
+		s.Name, s.Builtin, s.Settings = name, name, rc.Settings
+		specs = append(specs, s)
+	}
+	if len(specs) == 0 {
+		return usagef("nothing to test: give -type TYPE, -plugin PATH or a replica URL")
+	}
+	// Two columns of one name (two s3 URLs) get numbered.
+	seen := map[string]int{}
+	for i := range specs {
+		if n := seen[specs[i].Name]; n > 0 {
+			specs[i].Name = fmt.Sprintf("%s#%d", specs[i].Name, n+1)
+		}
+		seen[specs[i].Name]++
+	}
+
+	var runs []conformanceRun
+	for _, s := range specs {
+		r, err := runConformanceSpec(ctx, e, s)
+		if err != nil {
+			return err
+		}
+		runs = append(runs, r)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+
+	rep := newConformanceReport(runs, *strict)
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else if err := rep.writeText(e.stdout, *verbose); err != nil {
+		return err
+	}
+	if *junit != "" {
+		if err := rep.writeJUnit(*junit); err != nil {
+			return err
+		}
+	}
+	if !rep.OK {
+		var parts []string
+		for _, b := range rep.Backends {
+			if !b.OK {
+				parts = append(parts, fmt.Sprintf("%s (%s)", b.Name, b.Summary))
+			}
+		}
+		return fmt.Errorf("conformance failed: %s", strings.Join(parts, "; "))
+	}
+	return nil
+}
+
+// conformanceRun is the outcome of the suite against one backend.
+type conformanceRun struct {
+	spec    conformanceSpec
+	results []conformance.Result
+}
+
+// runConformanceSpec checks that the backend's plugin starts, then runs the
+// suite against it in a child process, printing a line per test as it ends.
+func runConformanceSpec(ctx context.Context, e *env, s conformanceSpec) (conformanceRun, error) {
+	p, err := conformancePlugin(e, s)
+	if err != nil {
+		return conformanceRun{}, err
+	}
+	v, err := p.Start(ctx)
+	p.Close()
+	if err != nil {
+		return conformanceRun{}, fmt.Errorf("%s: %w", s.Name, err)
+	}
+	fmt.Fprintf(e.stderr, "%s: plugin started, protocol %d; running the storage suite\n", s.Name, v)
+
+	self, err := os.Executable()
+	if err != nil {
+		return conformanceRun{}, err
+	}
+	spec, err := json.Marshal(s)
+	if err != nil {
+		return conformanceRun{}, err
+	}
+	cmd := exec.CommandContext(ctx, self, "conformance", "-child")
+	cmd.Env = append(os.Environ(), conformanceSpecEnv+"="+string(spec))
+	stderr := &tailBuffer{max: 64 << 10}
+	cmd.Stderr = stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return conformanceRun{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return conformanceRun{}, err
+	}
+	results, perr := conformance.ParseOutput(out, func(r conformance.Result) {
+		line := fmt.Sprintf("%-8s %s/%s (%s)", strings.ToUpper(string(r.Status)), s.Name, r.Name, r.Elapsed.Round(time.Millisecond))
+		if r.Status != conformance.Pass && r.Message != "" {
+			line += ": " + firstLine(r.Message)
+		}
+		fmt.Fprintln(e.stderr, line)
+	})
+	_, _ = io.Copy(io.Discard, out)
+	werr := cmd.Wait()
+	if perr != nil {
+		return conformanceRun{}, fmt.Errorf("%s: reading the suite's output: %w", s.Name, perr)
+	}
+	if len(results) == 0 {
+		if ctx.Err() != nil {
+			return conformanceRun{}, ctx.Err()
+		}
+		msg := fmt.Sprintf("the suite ran no tests (%v)", werr)
+		if s.Run != "" {
+			msg = fmt.Sprintf("no test matches -run %q (%v)", s.Run, werr)
+		}
+		results = []conformance.Result{{Name: "(suite)", Status: conformance.Error, Message: msg, Output: strings.Split(strings.TrimSpace(stderr.String()), "\n")}}
+		fmt.Fprintf(e.stderr, "ERROR    %s: %s\n%s\n", s.Name, msg, stderr.String())
+	} else if werr != nil && !slices.ContainsFunc(results, func(r conformance.Result) bool { return r.Status == conformance.Fail || r.Status == conformance.Error }) {
+		// The child failed without a failing test: a crash after the
+		// last test, or a failure in the clean-up of the suite.
+		results = append(results, conformance.Result{Name: "(suite)", Status: conformance.Error, Message: fmt.Sprintf("the suite failed outside any test: %v", werr), Output: strings.Split(strings.TrimSpace(stderr.String()), "\n")})
+	}
+	return conformanceRun{spec: s, results: results}, nil
+}
+
+// conformancePlugin returns the host-side handle of the spec's plugin.
+func conformancePlugin(e *env, s conformanceSpec) (*host.Plugin, error) {
+	if s.Builtin != "" {
+		return builtinPlugin(e, s.Builtin)
+	}
+	return host.New(host.Config{Name: s.Name, Path: s.Path, SHA256: s.SHA256, Logger: e.log}), nil
+}
+
+// runConformanceChild is "conformance -child": it runs the suite against
+// the backend in conformanceSpecEnv, writing the testing package's output
+// to stdout, and exits.
+func runConformanceChild(e *env) error {
+	var s conformanceSpec
+	if err := json.Unmarshal([]byte(os.Getenv(conformanceSpecEnv)), &s); err != nil {
+		return usagef("conformance -child is started by replicator conformance, not by hand (%s: %v)", conformanceSpecEnv, err)
+	}
+	p, err := conformancePlugin(e, s)
+	if err != nil {
+		return err
+	}
+	conformance.RunMain(&pluginHarness{p: p, spec: s}, s.Run, s.Timeout)
+	return nil // not reached: RunMain exits
+}
+
+// pluginHarness makes the suite's stores from one plugin process: a fresh
+// sub-path of the spec's path setting for every test.
+type pluginHarness struct {
+	p    *host.Plugin
+	spec conformanceSpec
+	n    atomic.Int64
+}
+
+func (h *pluginHarness) settings() map[string]string {
+	settings := make(map[string]string, len(h.spec.Settings)+1)
+	for k, v := range h.spec.Settings {
+		settings[k] = v
+	}
+	if ps := h.spec.PathSetting; ps != "" {
+		sub := fmt.Sprintf("conformance-%s/%04d", h.spec.RunID, h.n.Add(1))
+		if base := strings.TrimSuffix(settings[ps], "/"); base != "" {
+			sub = base + "/" + sub
+		}
+		settings[ps] = sub
+	}
+	return settings
+}
+
+func (h *pluginHarness) MakeStorage(ctx context.Context, t *testing.T) (sdk.Storage, error) {
+	settings := h.settings()
+	st, err := h.p.Open(ctx, settings)
+	if err != nil {
+		return nil, err
+	}
+	if !h.spec.Keep {
+		// Runs after the suite closed st: delete what the test left
+		// through a store of its own.
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := h.clean(ctx, settings); err != nil {
+				t.Logf("clean-up (not part of the verdict): %v", err)
+			}
+		})
+	}
+	return st, nil
+}
+
+// clean deletes every object of the store with settings.
+func (h *pluginHarness) clean(ctx context.Context, settings map[string]string) error {
+	st, err := h.p.Open(ctx, settings)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var keys []string
+	if err := st.List(ctx, "", "", func(info sdk.ObjectInfo) error {
+		keys = append(keys, info.Key)
+		return nil
+	}); err != nil {
+		return err
+	}
+	for batch := range slices.Chunk(keys, 500) {
+		if err := st.Delete(ctx, batch...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *pluginHarness) Close() { h.p.Close() }
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+// conformanceReport is the result matrix, also its JSON form.
+type conformanceReport struct {
+	OK       bool                 `json:"ok"`
+	Strict   bool                 `json:"strict"`
+	Backends []conformanceBackend `json:"backends"`
+	// Tests are the leaf names, in the suite's order, across backends.
+	Tests []string `json:"tests"`
+}
+
+type conformanceBackend struct {
+	Name    string                     `json:"name"`
+	OK      bool                       `json:"ok"`
+	Summary string                     `json:"summary"`
+	Counts  map[conformance.Status]int `json:"counts"`
+	Results []conformanceResult        `json:"results"`
+}
+
+type conformanceResult struct {
+	Test    string             `json:"test"`
+	Status  conformance.Status `json:"status"`
+	Seconds float64            `json:"seconds"`
+	Message string             `json:"message,omitempty"`
+	Output  []string           `json:"output,omitempty"`
+}
+
+// failed reports whether status fails the run.
+func failed(st conformance.Status, strict bool) bool {
+	return st == conformance.Fail || st == conformance.Error || (strict && st == conformance.Disabled)
+}
+
+var statusOrder = []conformance.Status{conformance.Pass, conformance.Fail, conformance.Error, conformance.Disabled, conformance.NotApplicable}
+
+func newConformanceReport(runs []conformanceRun, strict bool) *conformanceReport {
+	rep := &conformanceReport{OK: true, Strict: strict}
+	seen := map[string]bool{}
+	for _, run := range runs {
+		b := conformanceBackend{Name: run.spec.Name, OK: true, Counts: map[conformance.Status]int{}}
+		for _, r := range run.results {
+			b.Counts[r.Status]++
+			if failed(r.Status, strict) {
+				b.OK = false
+			}
+			cr := conformanceResult{Test: r.Name, Status: r.Status, Seconds: r.Elapsed.Seconds(), Message: r.Message}
+			if r.Status != conformance.Pass {
+				cr.Output = r.Output
+			}
+			b.Results = append(b.Results, cr)
+			if !seen[r.Name] {
+				seen[r.Name] = true
+				rep.Tests = append(rep.Tests, r.Name)
+			}
+		}
+		var parts []string
+		for _, st := range statusOrder {
+			if n := b.Counts[st]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", n, st))
+			}
+		}
+		b.Summary = strings.Join(parts, ", ")
+		rep.OK = rep.OK && b.OK
+		rep.Backends = append(rep.Backends, b)
+	}
+	return rep
+}
+
+// writeText prints the matrix (a row per test, a column per backend), the
+// reasons of every test that did not pass, and a summary per backend.
+func (rep *conformanceReport) writeText(w io.Writer, verbose bool) error {
+	cells := make([]map[string]conformanceResult, len(rep.Backends))
+	for i, b := range rep.Backends {
+		cells[i] = map[string]conformanceResult{}
+		for _, r := range b.Results {
+			cells[i][r.Test] = r
+		}
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprint(tw, "TEST")
+	for _, b := range rep.Backends {
+		fmt.Fprintf(tw, "\t%s", strings.ToUpper(b.Name))
+	}
+	fmt.Fprintln(tw)
+	for _, test := range rep.Tests {
+		fmt.Fprint(tw, test)
+		for i := range rep.Backends {
+			st := "-"
+			if r, ok := cells[i][test]; ok {
+				st = string(r.Status)
+				if failed(r.Status, rep.Strict) && r.Status == conformance.Disabled {
+					st += " (strict)"
+				}
+			}
+			fmt.Fprintf(tw, "\t%s", st)
+		}
+		fmt.Fprintln(tw)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var notes bytes.Buffer
+	for _, b := range rep.Backends {
+		for _, r := range b.Results {
+			if r.Status == conformance.Pass || r.Status == conformance.NotApplicable {
+				continue
+			}
+			if r.Status == conformance.Disabled && !rep.Strict && !verbose {
+				continue
+			}
+			fmt.Fprintf(&notes, "%s %s: %s: %s\n", b.Name, r.Test, r.Status, firstLine(r.Message))
+			if verbose {
+				for _, l := range r.Output {
+					fmt.Fprintf(&notes, "    %s\n", l)
+				}
+			}
+		}
+	}
+	if notes.Len() > 0 {
+		fmt.Fprintln(w)
+		if _, err := w.Write(notes.Bytes()); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(w)
+	for _, b := range rep.Backends {
+		verdict := "PASS"
+		if !b.OK {
+			verdict = "FAIL"
+		}
+		fmt.Fprintf(w, "%s %s: %s\n", verdict, b.Name, b.Summary)
+	}
+	return nil
+}
+
+// JUnit XML, as read by CI systems: a testsuite per backend.
+type junitSuites struct {
+	XMLName xml.Name     `xml:"testsuites"`
+	Suites  []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name     string      `xml:"name,attr"`
+	Tests    int         `xml:"tests,attr"`
+	Failures int         `xml:"failures,attr"`
+	Errors   int         `xml:"errors,attr"`
+	Skipped  int         `xml:"skipped,attr"`
+	Time     string      `xml:"time,attr"`
+	Cases    []junitCase `xml:"testcase"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	ClassName string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitProblem `xml:"failure,omitempty"`
+	Error     *junitProblem `xml:"error,omitempty"`
+	Skipped   *junitProblem `xml:"skipped,omitempty"`
+}
+
+type junitProblem struct {
+	Message string `xml:"message,attr"`
+	Type    string `xml:"type,attr,omitempty"`
+	Text    string `xml:",chardata"`
+}
+
+func (rep *conformanceReport) writeJUnit(path string) error {
+	var doc junitSuites
+	for _, b := range rep.Backends {
+		s := junitSuite{Name: "conformance/" + b.Name}
+		var total float64
+		for _, r := range b.Results {
+			total += r.Seconds
+			c := junitCase{Name: r.Test, ClassName: "conformance." + b.Name, Time: fmt.Sprintf("%.3f", r.Seconds)}
+			p := &junitProblem{Message: firstLine(r.Message), Type: string(r.Status), Text: strings.Join(r.Output, "\n")}
+			switch {
+			case r.Status == conformance.Fail || (r.Status == conformance.Disabled && rep.Strict):
+				c.Failure = p
+				s.Failures++
+			case r.Status == conformance.Error:
+				c.Error = p
+				s.Errors++
+			case r.Status == conformance.Disabled || r.Status == conformance.NotApplicable:
+				c.Skipped = p
+				s.Skipped++
+			}
+			s.Cases = append(s.Cases, c)
+		}
+		s.Tests = len(s.Cases)
+		s.Time = fmt.Sprintf("%.3f", total)
+		doc.Suites = append(doc.Suites, s)
+	}
+	data, err := xml.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append([]byte(xml.Header), append(data, '\n')...)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		return fmt.Errorf("write JUnit report: %w", err)
+	}
+	return nil
+}
