@@ -19,7 +19,6 @@ import (
 	"github.com/sqlitereplicator/replicator/core/capture"
 	"github.com/sqlitereplicator/replicator/core/localstate"
 	"github.com/sqlitereplicator/replicator/core/replica"
-	"github.com/sqlitereplicator/replicator/core/retention"
 	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
@@ -44,18 +43,7 @@ type Config struct {
 	// PollInterval is how often the WAL is checked when no file-change
 	// notification arrives; zero means 1s.
 	PollInterval time.Duration
-	// Retention is how far back point-in-time restores must keep working;
-	// older objects are deleted from the replicas (core/retention). Zero
-	// keeps everything.
-	Retention time.Duration
-	// CompactionInterval is the age past which runs of level-0 segments
-	// are merged into level 1 (level 1 into 2 at ten times the age); zero
-	// means 1m, negative disables compaction.
-	CompactionInterval time.Duration
-	// MaintenanceInterval is how often retention and compaction run over
-	// each replica; zero means 1m. Smaller values exist for tests.
-	MaintenanceInterval time.Duration
-	Logger              *slog.Logger
+	Logger       *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -74,12 +62,6 @@ func (c *Config) defaults() {
 	if c.PollInterval == 0 {
 		c.PollInterval = time.Second
 	}
-	if c.CompactionInterval == 0 {
-		c.CompactionInterval = time.Minute
-	}
-	if c.MaintenanceInterval == 0 {
-		c.MaintenanceInterval = time.Minute
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -94,9 +76,6 @@ type DB struct {
 	snap chan struct{}
 	// syncs carries Sync calls into the loop, which owns the capturer.
 	syncs chan chan error
-
-	// stateDir holds compaction's temporary files.
-	stateDir string
 
 	mu       sync.Mutex
 	captured localstate.Position
@@ -115,7 +94,6 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, err
 	}
 	d.cap = c
-	d.stateDir = c.Dir().Path()
 	d.setCaptured()
 	for _, r := range cfg.Replicas {
 		u, err := newUploader(r, c.Dir(), cfg.SyncInterval, cfg.Compression, d.log, d.requestSnapshot, d.Captured, owner(c.Path()))
@@ -196,10 +174,6 @@ func (d *DB) Run(ctx context.Context) error {
 	}()
 	changes, closeWatch := d.watch()
 	defer closeWatch()
-	maintCtx, stopMaint := context.WithCancel(context.Background())
-	maintDone := make(chan struct{})
-	go func() { defer close(maintDone); d.maintain(maintCtx) }()
-	defer func() { stopMaint(); <-maintDone }()
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
@@ -470,60 +444,4 @@ func (d *DB) watch() (<-chan struct{}, func()) {
 		}
 	}()
 	return ch, func() { w.Close() }
-}
-
-// maintain runs retention and compaction over each replica every
-// maintenance interval, one pass at a time, until ctx ends.
-func (d *DB) maintain(ctx context.Context) {
-	pol := retention.Policy{Retention: d.cfg.Retention, CompactionInterval: max(d.cfg.CompactionInterval, 0), TempDir: d.stateDir}
-	if pol.Retention <= 0 && pol.CompactionInterval <= 0 {
-		return
-	}
-	ms := make([]*retention.Maintainer, len(d.ups))
-	for i, u := range d.ups {
-		ms[i] = &retention.Maintainer{R: u.r, Policy: pol}
-	}
-	tick := time.NewTicker(d.cfg.MaintenanceInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for i, u := range d.ups {
-			// Only a replica this daemon is writing to (it holds the
-			// lease: its last upload succeeded) is maintained.
-			pos, synced, err := u.status()
-			if err != nil || synced.IsZero() || pos.Generation == "" {
-				continue
-			}
-			rep, err := ms[i].Run(ctx, time.Now(), pos.Generation)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				d.log.Warn("retention and compaction", "replica", u.r.Name, "err", err)
-			}
-			if !rep.Empty() {
-				d.log.Info("replica maintained", "replica", u.r.Name, "deleted", len(rep.Deleted), "merged", len(rep.Merged), "objects", summary(rep))
-			}
-		}
-	}
-}
-
-// summary lists what a maintenance pass did, briefly.
-func summary(rep retention.Report) []string {
-	var out []string
-	for _, o := range rep.Merged {
-		out = append(out, "wrote "+o.String())
-	}
-	for _, o := range rep.Deleted {
-		if len(out) >= 20 {
-			out = append(out, fmt.Sprintf("... %d more", len(rep.Merged)+len(rep.Deleted)-len(out)))
-			break
-		}
-		out = append(out, "deleted "+o.String())
-	}
-	return out
 }
