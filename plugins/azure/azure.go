@@ -69,7 +69,7 @@ type Store struct {
 	closeOnce   sync.Once
 }
 
-// Open opens the store that settings describe (see docs/backend-azure.md)
+// Open opens the store that settings describe (see docs/backends.md)
 // and checks that the container exists and the credentials are accepted,
 // so a bad configuration fails at start-up.
 func Open(ctx context.Context, settings map[string]string) (sdk.Storage, error) {

@@ -63,7 +63,7 @@ type Store struct {
 	bucket *storage.BucketHandle
 }
 
-// Open opens the store described by settings (see docs/backend-gcs.md)
+// Open opens the store described by settings (see docs/backends.md)
 // and checks that the bucket exists and can be listed with the configured
 // credentials, so a bad configuration fails here, naming what to fix.
 func Open(ctx context.Context, settings map[string]string) (sdk.Storage, error) {

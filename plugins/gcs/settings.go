@@ -14,7 +14,7 @@ import (
 )
 
 // The settings a replica of type gcs takes. Each is documented in
-// docs/backend-gcs.md; anything else is rejected, so a misspelt setting
+// docs/backends.md; anything else is rejected, so a misspelt setting
 // never silently falls back to a default.
 const (
 	setBucket      = "bucket"

@@ -58,7 +58,7 @@ type Store struct {
 
 var _ sdk.Storage = (*Store)(nil)
 
-// Open opens the store described by settings (see docs/backend-s3.md) and
+// Open opens the store described by settings (see docs/backends.md) and
 // checks, with a one-key listing, that the bucket exists and the
 // credentials may list it, so a wrong bucket, region, endpoint or key
 // fails at start-up.
