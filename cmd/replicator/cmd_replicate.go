@@ -17,6 +17,7 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 	configPath := fs.String("config", "", "config file (YAML) listing databases and replicas")
 	syncInterval := fs.Duration("sync-interval", time.Second, "at most one upload per replica per interval; a commit after a quiet period goes out at once")
 	snapshotInterval := fs.Duration("snapshot-interval", 24*time.Hour, "how often to take a snapshot")
+	retention := fs.Duration("retention", 0, "how far back point-in-time restores keep working; older objects are deleted from the replicas (0 keeps everything)")
 	stateDir := fs.String("state-dir", "", "local state directory (default: beside the database)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -71,7 +72,8 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 		cfg := replicate.Config{
 			Path: dc.Path, Replicas: reps, StateDir: *stateDir,
 			SyncInterval: pick(dc.SyncInterval, *syncInterval), SnapshotInterval: pick(dc.SnapshotInterval, *snapshotInterval),
-			Logger: e.log,
+			Retention: pick(dc.Retention, *retention),
+			Logger:    e.log,
 		}
 		d, err := replicate.Open(ctx, cfg)
 		if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/capture"
 	"github.com/sqlitereplicator/replicator/core/localstate"
 	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/retention"
 	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
@@ -43,7 +44,18 @@ type Config struct {
 	// PollInterval is how often the WAL is checked when no file-change
 	// notification arrives; zero means 1s.
 	PollInterval time.Duration
-	Logger       *slog.Logger
+	// Retention is how far back point-in-time restores must keep working;
+	// older objects are deleted from the replicas (core/retention). Zero
+	// keeps everything.
+	Retention time.Duration
+	// CompactionInterval is the age past which runs of level-0 segments
+	// are merged into level 1 (level 1 into 2 at ten times the age); zero
+	// means 1m, negative disables compaction.
+	CompactionInterval time.Duration
+	// MaintenanceInterval is how often retention and compaction run over
+	// each replica; zero means 1m. Smaller values exist for tests.
+	MaintenanceInterval time.Duration
+	Logger              *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -62,6 +74,12 @@ func (c *Config) defaults() {
 	if c.PollInterval == 0 {
 		c.PollInterval = time.Second
 	}
+	if c.CompactionInterval == 0 {
+		c.CompactionInterval = time.Minute
+	}
+	if c.MaintenanceInterval == 0 {
+		c.MaintenanceInterval = time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -76,6 +94,9 @@ type DB struct {
 	snap chan struct{}
 	// syncs carries Sync calls into the loop, which owns the capturer.
 	syncs chan chan error
+
+	// stateDir holds compaction's temporary files.
+	stateDir string
 
 	mu       sync.Mutex
 	captured localstate.Position
@@ -94,6 +115,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, err
 	}
 	d.cap = c
+	d.stateDir = c.Dir().Path()
 	d.setCaptured()
 	for _, r := range cfg.Replicas {
 		u, err := newUploader(r, c.Dir(), cfg.SyncInterval, cfg.Compression, d.log, d.requestSnapshot, d.Captured, owner(c.Path()))
@@ -174,6 +196,10 @@ func (d *DB) Run(ctx context.Context) error {
 	}()
 	changes, closeWatch := d.watch()
 	defer closeWatch()
+	maintCtx, stopMaint := context.WithCancel(context.Background())
+	maintDone := make(chan struct{})
+	go func() { defer close(maintDone); d.maintain(maintCtx) }()
+	defer func() { stopMaint(); <-maintDone }()
 	poll := time.NewTicker(d.cfg.PollInterval)
 	defer poll.Stop()
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
@@ -444,4 +470,81 @@ func (d *DB) watch() (<-chan struct{}, func()) {
 		}
 	}()
 	return ch, func() { w.Close() }
+}
+
+// maintain runs retention and compaction over each replica, one pass at a
+// time, until ctx ends. An idle database costs no storage request: a pass
+// runs at a maintenance tick only when the replica received something since
+// the previous pass, plus once more when that has become old enough to be
+// compacted; then not until the next upload.
+func (d *DB) maintain(ctx context.Context) {
+	pol := retention.Policy{Retention: d.cfg.Retention, CompactionInterval: max(d.cfg.CompactionInterval, 0), TempDir: d.stateDir}
+	if pol.Retention <= 0 && pol.CompactionInterval <= 0 {
+		return
+	}
+	ms := make([]*retention.Maintainer, len(d.ups))
+	type seen struct {
+		gen           string
+		txid, snap    uint64
+		changed       time.Time
+		settled, ever bool
+	}
+	last := make([]seen, len(d.ups))
+	for i, u := range d.ups {
+		ms[i] = &retention.Maintainer{R: u.r, Policy: pol}
+	}
+	settle := 10*pol.CompactionInterval + d.cfg.MaintenanceInterval
+	tick := time.NewTicker(d.cfg.MaintenanceInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for i, u := range d.ups {
+			// Only a replica this daemon is writing to (it holds the
+			// lease: its last upload succeeded) is maintained.
+			pos, synced, err := u.status()
+			if err != nil || synced.IsZero() || pos.Generation == "" {
+				continue
+			}
+			now, l := time.Now(), &last[i]
+			switch {
+			case !l.ever || pos.Generation != l.gen || pos.TxID != l.txid || pos.Snapshot != l.snap:
+				*l = seen{gen: pos.Generation, txid: pos.TxID, snap: pos.Snapshot, changed: now, ever: true}
+			case !l.settled && now.Sub(l.changed) > settle:
+				l.settled = true
+			default:
+				continue // idle: nothing new to maintain
+			}
+			rep, err := ms[i].Run(ctx, time.Now(), pos.Generation)
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				d.log.Warn("retention and compaction", "replica", u.r.Name, "err", err)
+				l.ever = false // try again at the next tick
+			}
+			if !rep.Empty() {
+				d.log.Info("replica maintained", "replica", u.r.Name, "deleted", len(rep.Deleted), "merged", len(rep.Merged), "objects", summary(rep))
+			}
+		}
+	}
+}
+
+// summary lists what a maintenance pass did, briefly.
+func summary(rep retention.Report) []string {
+	var out []string
+	for _, o := range rep.Merged {
+		out = append(out, "wrote "+o.String())
+	}
+	for _, o := range rep.Deleted {
+		if len(out) >= 20 {
+			out = append(out, fmt.Sprintf("... %d more", len(rep.Merged)+len(rep.Deleted)-len(out)))
+			break
+		}
+		out = append(out, "deleted "+o.String())
+	}
+	return out
 }
