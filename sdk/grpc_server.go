@@ -184,6 +184,9 @@ func (s *grpcServer) Stat(ctx context.Context, req *storagev1.StatRequest) (*sto
 }
 
 func (s *grpcServer) List(req *storagev1.ListRequest, stream storagev1.Storage_ListServer) error {
+	if err := ValidatePrefix(req.GetPrefix()); err != nil {
+		return toStatus(err)
+	}
 	st, err := s.store(req.GetStore())
 	if err != nil {
 		return err

@@ -39,3 +39,16 @@ func ValidateKey(key string) error {
 	}
 	return nil
 }
+
+// ValidatePrefix reports whether prefix can start keys: empty, or a valid
+// key possibly ending in "/" (its last segment may be partial). A prefix
+// that could name a path outside a store's root is InvalidArgument.
+func ValidatePrefix(prefix string) error {
+	if prefix == "" {
+		return nil
+	}
+	if err := ValidateKey(strings.TrimSuffix(prefix, "/")); err != nil {
+		return Errorf(InvalidArgument, "list prefix %q: %w", prefix, err)
+	}
+	return nil
+}

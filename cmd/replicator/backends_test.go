@@ -62,6 +62,11 @@ func testBackends(t *testing.T) map[string]config.ReplicaConfig {
 			"key-path": os.Getenv("TEST_SFTP_KEY_PATH"), "known-hosts": os.Getenv("TEST_SFTP_KNOWN_HOSTS"),
 			"path": filepath.Join(os.Getenv("TEST_SFTP_ROOT"), prefix),
 		}}
+		// The test server is local: make the replica directory, which the
+		// sftp backend requires to exist.
+		if err := os.MkdirAll(out["sftp"].Settings["path"], 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return out
 }

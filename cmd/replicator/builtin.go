@@ -8,6 +8,7 @@ import (
 	"github.com/sqlitereplicator/replicator/plugins/fs"
 	"github.com/sqlitereplicator/replicator/plugins/gcs"
 	"github.com/sqlitereplicator/replicator/plugins/s3"
+	"github.com/sqlitereplicator/replicator/plugins/sftp"
 	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/host"
 )
@@ -20,6 +21,7 @@ func builtins() map[string]sdk.OpenFunc {
 		"fs":    fs.Open,
 		"gcs":   gcs.Open,
 		"s3":    s3.Open,
+		"sftp":  sftp.Open,
 	}
 }
 

@@ -273,7 +273,11 @@ func (u *uploader) uploadRun(ctx context.Context, run []localstate.StagedSegment
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	h, err := mergeSegments(run, tmp, u.comp)
+	paths := make([]string, len(run))
+	for i, s := range run {
+		paths[i] = s.Path
+	}
+	h, err := segment.MergeFiles(paths, tmp, u.comp)
 	if err != nil {
 		return fmt.Errorf("merge staged segments %d-%d: %w", run[0].Min, run[len(run)-1].Max, err)
 	}

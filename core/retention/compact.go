@@ -201,18 +201,23 @@ func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run 
 	}
 	comp := opts.Compression
 	if comp == 0 {
-		hs, err := readHeaders(paths[:1])
+		f, err := os.Open(paths[0])
 		if err != nil {
 			return fail(err)
 		}
-		comp = hs[0].Compression
+		h, err := segment.ReadHeader(f)
+		f.Close()
+		if err != nil {
+			return fail(err)
+		}
+		comp = h.Compression
 	}
 	outPath := filepath.Join(dir, "merged")
 	out, err := os.Create(outPath)
 	if err != nil {
 		return fail(err)
 	}
-	h, err := mergeFiles(paths, out, comp)
+	h, err := segment.MergeFiles(paths, out, comp)
 	if err == nil {
 		err = out.Sync()
 	}

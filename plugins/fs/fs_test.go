@@ -66,6 +66,15 @@ func TestKeysStayInsideRoot(t *testing.T) {
 			t.Errorf("Put(%q) = %v, want invalid argument", key, err)
 		}
 	}
+	for _, prefix := range []string{"../", "..", "/etc/", "a/../../"} {
+		err := st.List(ctx, prefix, "", func(oi sdk.ObjectInfo) error {
+			t.Errorf("List(%q) returned %s", prefix, oi.Key)
+			return nil
+		})
+		if !errors.Is(err, sdk.ErrInvalidArgument) {
+			t.Errorf("List(%q) = %v, want invalid argument", prefix, err)
+		}
+	}
 	entries, _ := os.ReadDir(root)
 	for _, e := range entries {
 		if e.Name() != "store" {

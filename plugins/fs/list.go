@@ -17,6 +17,9 @@ import (
 // wholly at or before startAfter, so listing what is new in a large replica
 // costs little.
 func (s *Store) List(ctx context.Context, prefix, startAfter string, fn func(sdk.ObjectInfo) error) error {
+	if err := sdk.ValidatePrefix(prefix); err != nil {
+		return err
+	}
 	dirKey := ""
 	if i := strings.LastIndex(prefix, "/"); i >= 0 {
 		dirKey = prefix[:i+1]

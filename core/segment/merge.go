@@ -1,31 +1,27 @@
-package retention
+package segment
 
 import (
 	"container/heap"
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
-// The merge below is the approach of core/replicate's mergeSegments (a
-// streaming k-way merge, last write wins), copied rather than shared so that
-// the uploader's code stays untouched; here the inputs are downloaded
-// replica objects of any level instead of staged segments. Keep the two in
-// step.
-
-// mergeFiles writes the segments in paths (consecutive, in txid order) as
-// one segment with the given level-independent header fields to w: per
-// page, the image from the newest input that holds it; pages past the final
-// database size are dropped. Memory holds one page per input.
-func mergeFiles(paths []string, w io.Writer, comp segment.Compression) (segment.Header, error) {
+// MergeFiles writes the segment files in paths (consecutive, in txid order)
+// as one segment to w: per page, the image from the newest input that holds
+// it; pages past the final database size are dropped. It is how uploads
+// batch staged segments and how compaction builds higher levels. A streaming
+// k-way merge: memory holds one page per input whatever their size; the
+// inputs are read twice, once to count the pages the header declares. The
+// inputs must form a chain (consecutive txids, each starting from the
+// checksum the previous one ended with), or the error wraps ErrCorrupt.
+func MergeFiles(paths []string, w io.Writer, comp Compression) (Header, error) {
 	hdrs, err := readHeaders(paths)
 	if err != nil {
-		return segment.Header{}, err
+		return Header{}, err
 	}
 	if err := checkChain(hdrs); err != nil {
-		return segment.Header{}, err
+		return Header{}, err
 	}
 	a, z := hdrs[0], hdrs[len(hdrs)-1]
 	count := uint32(0)
@@ -36,17 +32,17 @@ func mergeFiles(paths []string, w io.Writer, comp segment.Compression) (segment.
 		return nil
 	})
 	if err != nil {
-		return segment.Header{}, err
+		return Header{}, err
 	}
-	h := segment.Header{
-		Kind: segment.KindSegment, Compression: comp, PageSize: a.PageSize, Generation: a.Generation,
+	h := Header{
+		Kind: KindSegment, Compression: comp, PageSize: a.PageSize, Generation: a.Generation,
 		MinTXID: a.MinTXID, MaxTXID: z.MaxTXID, DBSize: z.DBSize,
 		FirstCommit: a.FirstCommit, LastCommit: z.LastCommit,
 		ChecksumBefore: a.ChecksumBefore, ChecksumAfter: z.ChecksumAfter, PageCount: count,
 	}
-	sw, err := segment.NewWriter(w, h, segment.WriterOptions{})
+	sw, err := NewWriter(w, h, WriterOptions{})
 	if err != nil {
-		return segment.Header{}, err
+		return Header{}, err
 	}
 	err = walkMerged(paths, func(pgno uint32, page []byte) error {
 		if pgno > h.DBSize {
@@ -55,7 +51,7 @@ func mergeFiles(paths []string, w io.Writer, comp segment.Compression) (segment.
 		return sw.WritePage(pgno, page)
 	})
 	if err != nil {
-		return segment.Header{}, err
+		return Header{}, err
 	}
 	return h, sw.Close()
 }
@@ -63,38 +59,38 @@ func mergeFiles(paths []string, w io.Writer, comp segment.Compression) (segment.
 // checkChain verifies that the headers follow each other: consecutive
 // txids, each starting from the database checksum the previous one ended
 // with, same generation and page size.
-func checkChain(hdrs []segment.Header) error {
+func checkChain(hdrs []Header) error {
 	if len(hdrs) == 0 {
 		return fmt.Errorf("nothing to merge")
 	}
 	for i := 1; i < len(hdrs); i++ {
 		p, h := hdrs[i-1], hdrs[i]
-		if h.Kind != segment.KindSegment || p.Kind != segment.KindSegment {
-			return fmt.Errorf("%w: only segments can be merged", segment.ErrCorrupt)
+		if h.Kind != KindSegment || p.Kind != KindSegment {
+			return fmt.Errorf("%w: only segments can be merged", ErrCorrupt)
 		}
 		if h.Generation != p.Generation || h.PageSize != p.PageSize {
 			return fmt.Errorf("%w: segments %d-%d and %d-%d belong to different generations or page sizes",
-				segment.ErrCorrupt, p.MinTXID, p.MaxTXID, h.MinTXID, h.MaxTXID)
+				ErrCorrupt, p.MinTXID, p.MaxTXID, h.MinTXID, h.MaxTXID)
 		}
 		if h.MinTXID != p.MaxTXID+1 {
-			return fmt.Errorf("%w: segments %d-%d and %d-%d are not consecutive", segment.ErrCorrupt, p.MinTXID, p.MaxTXID, h.MinTXID, h.MaxTXID)
+			return fmt.Errorf("%w: segments %d-%d and %d-%d are not consecutive", ErrCorrupt, p.MinTXID, p.MaxTXID, h.MinTXID, h.MaxTXID)
 		}
 		if h.ChecksumBefore != p.ChecksumAfter {
 			return fmt.Errorf("%w: segment %d-%d starts from database checksum %s, but segment %d-%d ends at %s",
-				segment.ErrCorrupt, h.MinTXID, h.MaxTXID, h.ChecksumBefore, p.MinTXID, p.MaxTXID, p.ChecksumAfter)
+				ErrCorrupt, h.MinTXID, h.MaxTXID, h.ChecksumBefore, p.MinTXID, p.MaxTXID, p.ChecksumAfter)
 		}
 	}
 	return nil
 }
 
-func readHeaders(paths []string) ([]segment.Header, error) {
-	var hs []segment.Header
+func readHeaders(paths []string) ([]Header, error) {
+	var hs []Header
 	for _, p := range paths {
 		f, err := os.Open(p)
 		if err != nil {
 			return nil, err
 		}
-		h, err := segment.ReadHeader(f)
+		h, err := ReadHeader(f)
 		f.Close()
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p, err)
@@ -106,7 +102,7 @@ func readHeaders(paths []string) ([]segment.Header, error) {
 
 type cursor struct {
 	idx  int // input order: a higher index is newer
-	r    *segment.Reader
+	r    *Reader
 	pgno uint32
 	page []byte
 }
@@ -139,7 +135,7 @@ func walkMerged(paths []string, fn func(pgno uint32, page []byte) error) error {
 			return err
 		}
 		defer f.Close()
-		r, err := segment.NewReader(f)
+		r, err := NewReader(f)
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}
