@@ -51,6 +51,7 @@ func commands() []command {
 	return []command{
 		{name: "replicate", summary: "replicate databases continuously to their replicas", run: runReplicate},
 		{name: "restore", summary: "restore a database from a replica (latest, -timestamp, -txid, -generation)", run: runRestore},
+		{name: "follow", summary: "keep a read-only local copy of a replica up to date, atomically for its readers", run: runFollow},
 		{name: "generations", summary: "list the generations in a replica", run: runGenerations},
 		{name: "snapshots", summary: "list the snapshots in a replica", run: runSnapshots},
 		{name: "segments", summary: "list the segments in a replica", run: runSegments},
