@@ -141,8 +141,8 @@ func TestOpenErrors(t *testing.T) {
 		code sdk.Code
 		want []string
 	}{
-		{"missing directory", map[string]string{"path": path.Join(srv.root, "no/such/dir")}, sdk.NotFound,
-			[]string{path.Join(srv.root, "no/such/dir"), `"path"`, "does not exist", who}},
+		{"under a file", map[string]string{"path": path.Join(srv.root, "not-a-dir/sub")}, sdk.InvalidArgument,
+			[]string{"not-a-dir/sub", `"path"`}},
 		{"path is a file", map[string]string{"path": path.Join(srv.root, "not-a-dir")}, sdk.InvalidArgument,
 			[]string{"not-a-dir", `"path"`, "not a directory"}},
 		{"unknown key", map[string]string{"key-path": otherKey}, sdk.PermissionDenied,

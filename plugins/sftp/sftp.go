@@ -95,9 +95,16 @@ func (s *Store) init(ctx context.Context) error {
 			root = s.cfg.root
 		}
 		fi, err := ss.c.Stat(root)
+		if errors.Is(err, os.ErrNotExist) {
+			// Like a prefix in an object store, the directory need not
+			// exist yet: create it (relative paths start in the login
+			// directory).
+			if merr := ss.c.MkdirAll(root); merr != nil {
+				return sdk.Errorf(sdk.InvalidArgument, "sftp: cannot create directory %s (setting \"path\") on %s: %v", root, s.cfg.who(), merr)
+			}
+			fi, err = ss.c.Stat(root)
+		}
 		switch {
-		case errors.Is(err, os.ErrNotExist):
-			return sdk.Errorf(sdk.NotFound, "sftp: directory %s (setting \"path\") does not exist on %s: create it, or fix \"path\" (relative paths start in the login directory)", root, s.cfg.who())
 		case err != nil:
 			return ss.fail(err, "check directory %s (setting \"path\")", root)
 		case !fi.IsDir():
