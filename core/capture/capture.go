@@ -131,10 +131,9 @@ func (c *Capturer) open(ctx context.Context) (Event, error) {
 // Close ends the read transactions and releases the state directory. It
 // captures nothing; call Step first for a final capture.
 func (c *Capturer) Close() error {
-	ctx := context.Background()
 	for i := range c.readers {
 		if c.readers[i].conn != nil {
-			_ = c.readers[i].end(ctx)
+			_ = c.readers[i].end()
 			c.readers[i].conn.Close()
 		}
 	}
@@ -176,7 +175,7 @@ func (c *Capturer) leapfrog(ctx context.Context) error {
 	if err := c.readers[next].begin(ctx); err != nil {
 		return err
 	}
-	if err := c.readers[c.cur].end(ctx); err != nil {
+	if err := c.readers[c.cur].end(); err != nil {
 		return err
 	}
 	c.cur = next
@@ -196,12 +195,14 @@ func (c *Capturer) lockWrite(ctx context.Context) error {
 	return nil
 }
 
-func (c *Capturer) unlockWrite(ctx context.Context) {
+// unlockWrite ignores cancellation: the application must never be left
+// waiting on a write lock because a shutdown cancelled our ROLLBACK.
+func (c *Capturer) unlockWrite() {
 	c.locked--
 	if c.locked > 0 {
 		return
 	}
-	if _, err := c.writer.ExecContext(ctx, "ROLLBACK"); err != nil {
+	if _, err := c.writer.ExecContext(context.Background(), "ROLLBACK"); err != nil {
 		c.log.Warn("release the write lock", "err", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "modernc.org/sqlite"
 
@@ -308,5 +309,28 @@ func TestVacuumAndShrink(t *testing.T) {
 	if c.Position().DBSize >= big {
 		t.Fatalf("database size after VACUUM is %d pages, was %d", c.Position().DBSize, big)
 	}
+	assertSame(t, c, path)
+}
+
+// TestCancellationLeavesNoLock cancels steps and checkpoints at random
+// moments; afterwards the application must still write at once (no write
+// lock left behind) and capture must go on.
+func TestCancellationLeavesNoLock(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db := app(t, path)
+	quick := app(t, path, "busy_timeout(200)")
+	c, _ := open(t, path)
+	for i := range 60 {
+		exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(500))")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%7)*50*time.Microsecond)
+		if i%2 == 0 {
+			_, _ = c.Step(ctx)
+		} else {
+			_, _, _ = c.Checkpoint(ctx, 10*time.Millisecond)
+		}
+		cancel()
+		exec1(t, quick, "INSERT INTO t (v) VALUES (1)")
+	}
+	step(t, c)
 	assertSame(t, c, path)
 }

@@ -22,11 +22,11 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 	if _, err := c.writer.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", wait.Milliseconds())); err != nil {
 		return Event{}, false, err
 	}
-	defer c.writer.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", c.opts.BusyTimeout.Milliseconds()))
+	defer c.writer.ExecContext(context.Background(), fmt.Sprintf("PRAGMA busy_timeout = %d", c.opts.BusyTimeout.Milliseconds()))
 	if err := c.lockWrite(ctx); err != nil {
 		return Event{}, false, nil
 	}
-	defer c.unlockWrite(ctx)
+	defer c.unlockWrite()
 	// No transaction can commit now: capture the tail, then let go of the
 	// snapshot so the checkpoint can copy everything. The write lock keeps
 	// anyone from resetting the WAL while no reader is held.
@@ -34,11 +34,13 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 	if err != nil {
 		return ev, false, err
 	}
-	if err := c.readers[c.cur].end(ctx); err != nil {
+	if err := c.readers[c.cur].end(); err != nil {
 		return ev, false, err
 	}
 	cerr := checkpoint(ctx, c.ckpt)
-	if err := c.readers[c.cur].begin(ctx); err != nil {
+	// Not cancellable: a reader must be held again before the write lock
+	// goes, or resets could go unseen.
+	if err := c.readers[c.cur].begin(context.Background()); err != nil {
 		return ev, false, err
 	}
 	if cerr != nil {

@@ -162,7 +162,7 @@ func (c *Capturer) syncPoint(ctx context.Context) (localstate.WALPosition, error
 	if err := c.lockWrite(ctx); err != nil {
 		return localstate.WALPosition{}, err
 	}
-	defer c.unlockWrite(ctx)
+	defer c.unlockWrite()
 	if err := c.leapfrog(ctx); err != nil {
 		return localstate.WALPosition{}, err
 	}

@@ -24,7 +24,7 @@ func (c *Capturer) Snapshot(ctx context.Context) (Event, error) {
 	if err == nil {
 		err = c.leapfrog(ctx)
 	}
-	c.unlockWrite(ctx)
+	c.unlockWrite()
 	if err != nil {
 		return Event{}, err
 	}

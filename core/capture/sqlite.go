@@ -64,19 +64,21 @@ func (r *reader) begin(ctx context.Context) error {
 	}
 	var n int
 	if err := r.conn.QueryRowContext(ctx, "SELECT count(*) FROM sqlite_schema").Scan(&n); err != nil {
-		_, _ = r.conn.ExecContext(ctx, "ROLLBACK")
+		_, _ = r.conn.ExecContext(context.Background(), "ROLLBACK")
 		return fmt.Errorf("start read snapshot: %w", err)
 	}
 	r.open = true
 	return nil
 }
 
-func (r *reader) end(ctx context.Context) error {
+// end ends the read transaction. It ignores cancellation: a transaction
+// left open by a cancelled ROLLBACK would make the next begin fail.
+func (r *reader) end() error {
 	if !r.open {
 		return nil
 	}
 	r.open = false
-	if _, err := r.conn.ExecContext(ctx, "ROLLBACK"); err != nil {
+	if _, err := r.conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
 		return fmt.Errorf("end read transaction: %w", err)
 	}
 	return nil
