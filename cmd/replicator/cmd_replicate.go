@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/config"
+	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
 )
@@ -19,6 +21,8 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 	snapshotInterval := fs.Duration("snapshot-interval", 24*time.Hour, "how often to take a snapshot")
 	retention := fs.Duration("retention", 0, "how far back point-in-time restores keep working; older objects are deleted from the replicas (0 keeps everything)")
 	stateDir := fs.String("state-dir", "", "local state directory (default: beside the database)")
+	addr := fs.String("addr", defaultAddr, `address serving /metrics, /healthz and /databases ("" disables)`)
+	execCmd := fs.String("exec", "", "run this command (the application) as a child; forward SIGINT/SIGTERM/SIGHUP to it; when it exits, sync a last time and exit with its exit code")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,6 +63,16 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 			c()
 		}
 	}()
+	var reg *metrics.Registry
+	var ln net.Listener
+	if *addr != "" {
+		var err error
+		if ln, err = listenHTTP(*addr); err != nil {
+			return err
+		}
+		defer ln.Close()
+		reg = metrics.New()
+	}
 	for _, dc := range dbs {
 		var reps []*replica.Replica
 		for _, rc := range dc.Replicas {
@@ -73,7 +87,7 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 			Path: dc.Path, Replicas: reps, StateDir: *stateDir,
 			SyncInterval: pick(dc.SyncInterval, *syncInterval), SnapshotInterval: pick(dc.SnapshotInterval, *snapshotInterval),
 			Retention: pick(dc.Retention, *retention),
-			Logger:    e.log,
+			Logger:    e.log, Metrics: reg,
 		}
 		d, err := replicate.Open(ctx, cfg)
 		if err != nil {
@@ -83,6 +97,17 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 		e.log.Info("replicating", "db", dc.Path, "generation", p.Generation, "txid", p.TxID, "replicas", len(reps))
 		runners = append(runners, d)
 	}
+	ctx, finishExec := startExec(ctx, e, *execCmd) // -exec: see exec.go
+	if ln != nil {
+		stop := serveHTTP(ln, newHTTPHandler(reg, func() []replicate.Status {
+			sts := make([]replicate.Status, len(runners))
+			for i, d := range runners {
+				sts[i] = d.Status()
+			}
+			return sts
+		}, time.Now), e.log)
+		defer stop()
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, len(runners))
 	for i, d := range runners {
@@ -90,7 +115,7 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 		go func() { defer wg.Done(); errs[i] = d.Run(ctx) }()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return finishExec(errors.Join(errs...))
 }
 
 func pick(v, def time.Duration) time.Duration {

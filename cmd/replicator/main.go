@@ -50,7 +50,9 @@ type env struct {
 func commands() []command {
 	return []command{
 		{name: "replicate", summary: "replicate databases continuously to their replicas", run: runReplicate},
+		{name: "databases", summary: "show each database of the running daemon with its replicas' position and lag", run: runDatabases},
 		{name: "restore", summary: "restore a database from a replica (latest, -timestamp, -txid, -generation)", run: runRestore},
+		{name: "verify", summary: "check that a replica restores consistently and equals the database (exit codes 3-5 name the failure)", run: runVerify},
 		{name: "follow", summary: "keep a read-only local copy of a replica up to date, atomically for its readers", run: runFollow},
 		{name: "generations", summary: "list the generations in a replica", run: runGenerations},
 		{name: "snapshots", summary: "list the snapshots in a replica", run: runSnapshots},
@@ -89,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		case errors.Is(err, flag.ErrHelp):
 			return exitOK
+		case errors.As(err, new(exitError)):
+			return exitWith(stderr, c.name, err)
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(stderr, "replicator %s: %v\n", c.name, err)
 			return exitUsage

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sqlitereplicator/replicator/core/capture"
 	"github.com/sqlitereplicator/replicator/core/localstate"
+	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/retention"
 	"github.com/sqlitereplicator/replicator/core/segment"
@@ -56,6 +57,8 @@ type Config struct {
 	// each replica; zero means 1m. Smaller values exist for tests.
 	MaintenanceInterval time.Duration
 	Logger              *slog.Logger
+	// Metrics receives the database's metrics; nil records none.
+	Metrics *metrics.Registry
 }
 
 func (c *Config) defaults() {
@@ -100,7 +103,24 @@ type DB struct {
 
 	mu       sync.Mutex
 	captured localstate.Position
+	// marks records when each captured position was reached, oldest
+	// first, back to the oldest one some replica lacks: replica lag.
+	marks []captureMark
+
+	opened  time.Time
+	untrack func()
 }
+
+// captureMark is a captured position and when it was captured.
+type captureMark struct {
+	gen  string
+	txid uint64
+	at   time.Time
+}
+
+// maxMarks bounds marks while a replica is stuck; past it the marks after
+// the oldest are thinned, which keeps the oldest (the largest lag) exact.
+const maxMarks = 4096
 
 // Open opens the database for replication: it takes the state lock and
 // re-establishes the captured position.
@@ -109,7 +129,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	if len(cfg.Replicas) == 0 {
 		return nil, errors.New("no replicas configured")
 	}
-	d := &DB{cfg: cfg, log: cfg.Logger.With("db", cfg.Path), snap: make(chan struct{}, 1), syncs: make(chan chan error)}
+	d := &DB{cfg: cfg, log: cfg.Logger.With("db", cfg.Path), snap: make(chan struct{}, 1), syncs: make(chan chan error), opened: time.Now()}
 	c, ev, err := capture.Open(ctx, cfg.Path, capture.Options{StateDir: cfg.StateDir, Compression: cfg.Compression, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
@@ -123,9 +143,12 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			c.Close()
 			return nil, err
 		}
+		u.metrics, u.db = cfg.Metrics, cfg.Path
 		d.ups = append(d.ups, u)
 	}
+	d.noteGeneration("", ev, "")
 	d.logEvent(ev)
+	d.untrack = cfg.Metrics.Track(d.metricsState)
 	return d, nil
 }
 
@@ -145,9 +168,66 @@ func (d *DB) requestSnapshot() {
 }
 
 func (d *DB) setCaptured() {
+	var held []position
+	for _, u := range d.ups {
+		held = append(held, u.Position())
+	}
+	p := d.cap.Position()
 	d.mu.Lock()
-	d.captured = d.cap.Position()
-	d.mu.Unlock()
+	defer d.mu.Unlock()
+	if p.Generation != d.captured.Generation || p.TxID != d.captured.TxID {
+		d.marks = append(d.marks, captureMark{gen: p.Generation, txid: p.TxID, at: time.Now()})
+	}
+	d.captured = p
+	// Forget the marks every replica holds.
+	n := 0
+	for n < len(d.marks) && n < len(d.marks)-1 {
+		all := true
+		for _, h := range held {
+			if lacks(h, d.marks[n]) {
+				all = false
+				break
+			}
+		}
+		if !all {
+			break
+		}
+		n++
+	}
+	d.marks = d.marks[n:]
+	if len(d.marks) > maxMarks {
+		d.marks = append(d.marks[:1], d.marks[len(d.marks)-maxMarks/2:]...)
+	}
+}
+
+// lacks reports whether a replica at p lacks the captured position m.
+func lacks(p position, m captureMark) bool {
+	return m.gen > p.Generation || (m.gen == p.Generation && m.txid > p.TxID)
+}
+
+// lag is the time since the oldest captured position a replica at p lacks.
+func (d *DB) lag(p position, now time.Time) time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, m := range d.marks {
+		if lacks(p, m) {
+			return max(now.Sub(m.at), 0)
+		}
+	}
+	return 0
+}
+
+// noteGeneration counts a new generation if the captured one is not prev.
+func (d *DB) noteGeneration(prev string, ev capture.Event, fallback string) {
+	cur := d.Captured().Generation
+	if cur == prev || (prev == "" && ev.Snapshot == nil) {
+		return
+	}
+	reason := ev.Reason
+	if reason == "" {
+		reason = fallback
+	}
+	d.cfg.Metrics.Generation(d.cfg.Path, reason)
 }
 
 // Captured returns the last captured position.
@@ -164,6 +244,52 @@ type ReplicaStatus struct {
 	TxID       uint64
 	LastSync   time.Time
 	Err        error
+	// Lag is the time since the oldest captured transaction the replica
+	// does not hold; 0 when it holds everything captured.
+	Lag time.Duration
+}
+
+// Status is the database's state, for health checks and the databases
+// command.
+type Status struct {
+	Path         string
+	Generation   string
+	TxID         uint64
+	SyncInterval time.Duration
+	// Opened is when replication started: a replica with no successful
+	// sync yet has been behind since then at most.
+	Opened   time.Time
+	Replicas []ReplicaStatus
+}
+
+// Status reports the captured position and each replica's.
+func (d *DB) Status() Status {
+	p := d.Captured()
+	return Status{Path: d.cfg.Path, Generation: p.Generation, TxID: p.TxID, SyncInterval: d.cfg.SyncInterval, Opened: d.opened, Replicas: d.Replicas()}
+}
+
+func (d *DB) metricsState() metrics.DBState {
+	st := d.Status()
+	s := metrics.DBState{DB: st.Path, TxID: st.TxID, LocalStateBytes: dirSize(d.stateDir)}
+	for _, r := range st.Replicas {
+		s.Replicas = append(s.Replicas, metrics.ReplicaState{Name: r.Name, TxID: r.TxID, Lag: r.Lag, LastSync: r.LastSync})
+	}
+	return s
+}
+
+// dirSize is the total size of the files under dir; files removed while it
+// walks are skipped.
+func dirSize(dir string) int64 {
+	var n int64
+	_ = filepath.WalkDir(dir, func(_ string, e os.DirEntry, err error) error {
+		if err == nil && e.Type().IsRegular() {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }
 
 // Replicas reports each replica's durable position.
@@ -171,7 +297,7 @@ func (d *DB) Replicas() []ReplicaStatus {
 	var out []ReplicaStatus
 	for _, u := range d.ups {
 		p, synced, err := u.status()
-		out = append(out, ReplicaStatus{Name: u.r.Name, Generation: p.Generation, TxID: p.TxID, LastSync: synced, Err: err})
+		out = append(out, ReplicaStatus{Name: u.r.Name, Generation: p.Generation, TxID: p.TxID, LastSync: synced, Err: err, Lag: d.lag(p, time.Now())})
 	}
 	return out
 }
@@ -190,6 +316,7 @@ func (d *DB) Run(ctx context.Context) error {
 	defer func() {
 		stopUploads()
 		wg.Wait()
+		d.untrack()
 		if err := d.cap.Close(); err != nil {
 			d.log.Warn("close", "err", err)
 		}
@@ -256,6 +383,7 @@ const minStepGap = 10 * time.Millisecond
 func (d *DB) step(ctx context.Context, snapshot bool) error {
 	var ev capture.Event
 	var err error
+	prevGen := d.Captured().Generation
 	if snapshot {
 		ev, err = d.cap.Snapshot(ctx)
 	} else {
@@ -269,14 +397,21 @@ func (d *DB) step(ctx context.Context, snapshot bool) error {
 	}
 	d.logEvent(ev)
 	if d.cap.WALSize() > d.cfg.CheckpointPages*int64(d.cap.Position().PageSize) {
-		cev, _, err := d.cap.Checkpoint(ctx, 100*time.Millisecond)
-		if err != nil {
+		cev, ok, err := d.cap.Checkpoint(ctx, 100*time.Millisecond)
+		switch {
+		case err != nil:
+			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ResultError)
 			return err
+		case ok:
+			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ResultOK)
+		default:
+			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ResultSkipped)
 		}
 		d.logEvent(cev)
 		ev.Segment = firstNonNil(ev.Segment, cev.Segment)
 	}
 	d.setCaptured()
+	d.noteGeneration(prevGen, ev, "snapshot")
 	if ev.Segment != nil || ev.Snapshot != nil {
 		for _, u := range d.ups {
 			u.poke()
@@ -303,8 +438,10 @@ func (d *DB) reopen(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	prevGen := d.Captured().Generation
 	d.cap = c
 	d.setCaptured()
+	d.noteGeneration(prevGen, ev, "replaced")
 	d.logEvent(ev)
 	for _, u := range d.ups {
 		u.poke() // same state directory: the uploaders keep their paths

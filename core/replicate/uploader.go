@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/localstate"
+	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/segment"
 )
@@ -35,6 +36,9 @@ type uploader struct {
 	committed func() localstate.Position
 	// lease fences this daemon's writes against another daemon's.
 	lease *replica.Lease
+	// metrics counts uploads (nil: none), labelled with db.
+	metrics *metrics.Registry
+	db      string
 
 	mu      sync.Mutex
 	pos     localstate.ReplicaPosition
@@ -259,7 +263,24 @@ func (u *uploader) upload(ctx context.Context, s localstate.StagedSegment) error
 	if s.Snapshot {
 		o.Level = -1
 	}
-	return u.r.Upload(ctx, o, s.Path)
+	return u.count(o, s.Path, u.r.Upload(ctx, o, s.Path))
+}
+
+// count records an upload of the file at path in the metrics.
+func (u *uploader) count(o replica.Object, path string, err error) error {
+	if u.metrics == nil {
+		return err
+	}
+	op := "segment"
+	if o.Level < 0 {
+		op = "snapshot"
+	}
+	var size int64
+	if fi, serr := os.Stat(path); serr == nil {
+		size = fi.Size()
+	}
+	u.metrics.Upload(u.db, u.r.Name, op, size, err)
+	return err
 }
 
 // uploadRun uploads consecutive staged segments as one L0 segment.
@@ -282,7 +303,7 @@ func (u *uploader) uploadRun(ctx context.Context, run []localstate.StagedSegment
 		return fmt.Errorf("merge staged segments %d-%d: %w", run[0].Min, run[len(run)-1].Max, err)
 	}
 	o := replica.Object{Generation: h.Generation, Level: 0, Min: h.MinTXID, Max: h.MaxTXID}
-	return u.r.Upload(ctx, o, tmp.Name())
+	return u.count(o, tmp.Name(), u.r.Upload(ctx, o, tmp.Name()))
 }
 
 // status is what health and metrics report for the replica.

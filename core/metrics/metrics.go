@@ -1,0 +1,208 @@
+// Package metrics holds the daemon's Prometheus metrics: one Registry per
+// daemon (never the global default registry), counters incremented by
+// core/replicate as things happen, and gauges read from each database's
+// state at scrape time, so lag keeps growing while nothing happens.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Results of an operation, the "result" label.
+const (
+	ResultOK      = "ok"
+	ResultError   = "error"
+	ResultSkipped = "skipped" // a checkpoint that gave up waiting for the write lock
+)
+
+// ReplicaState is one replica's state at scrape time.
+type ReplicaState struct {
+	Name     string
+	TxID     uint64
+	Lag      time.Duration // since the oldest captured commit the replica lacks; 0 when caught up
+	LastSync time.Time     // last successful sync; zero if none since start
+}
+
+// DBState is one database's state at scrape time.
+type DBState struct {
+	DB              string
+	TxID            uint64
+	LocalStateBytes int64
+	Replicas        []ReplicaState
+}
+
+// Registry is the daemon's metrics. Its zero value is not usable; call New.
+// A nil *Registry is valid for every method and records nothing.
+type Registry struct {
+	reg *prometheus.Registry
+
+	uploadBytes    *prometheus.CounterVec
+	uploadRequests *prometheus.CounterVec
+	checkpoints    *prometheus.CounterVec
+	generations    *prometheus.CounterVec
+	pluginRestarts *prometheus.CounterVec
+
+	mu      sync.Mutex
+	next    int
+	sources map[int]func() DBState
+}
+
+var (
+	descTracked = prometheus.NewDesc("replicator_databases",
+		"Databases this daemon replicates.", nil, nil)
+	descDBTxID = prometheus.NewDesc("replicator_db_txid",
+		"Last transaction ID captured from the database.", []string{"db"}, nil)
+	descLocalState = prometheus.NewDesc("replicator_local_state_bytes",
+		"Size of the database's local state directory (staged objects, hashes, positions).", []string{"db"}, nil)
+	descReplicaTxID = prometheus.NewDesc("replicator_replica_txid",
+		"Last transaction ID the replica durably holds.", []string{"db", "replica"}, nil)
+	descReplicaLag = prometheus.NewDesc("replicator_replica_lag_seconds",
+		"Time since the oldest captured transaction the replica does not hold yet; 0 when caught up.", []string{"db", "replica"}, nil)
+	descLastSync = prometheus.NewDesc("replicator_replica_last_sync_timestamp_seconds",
+		"Unix time of the replica's last successful sync (0: none since the daemon started).", []string{"db", "replica"}, nil)
+)
+
+// New returns an empty Registry, with the Go runtime and process
+// collectors registered.
+func New() *Registry {
+	r := &Registry{reg: prometheus.NewRegistry(), sources: map[int]func() DBState{}}
+	r.uploadBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replicator_replica_upload_bytes_total",
+		Help: "Bytes sent to the replica, by operation (snapshot, segment) and result (ok, error).",
+	}, []string{"db", "replica", "operation", "result"})
+	r.uploadRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replicator_replica_upload_requests_total",
+		Help: "Uploads to the replica (each including its retries), by operation (snapshot, segment) and result (ok, error).",
+	}, []string{"db", "replica", "operation", "result"})
+	r.checkpoints = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replicator_checkpoints_total",
+		Help: "Checkpoints the daemon ran, by result (ok; skipped: the application held the write lock; error).",
+	}, []string{"db", "result"})
+	r.generations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replicator_generations_total",
+		Help: "New generations started, by reason.",
+	}, []string{"db", "reason"})
+	r.pluginRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replicator_plugin_restarts_total",
+		Help: "Restarts of an out-of-process storage plugin.",
+	}, []string{"plugin"})
+	r.reg.MustRegister(r.uploadBytes, r.uploadRequests, r.checkpoints, r.generations, r.pluginRestarts,
+		stateCollector{r},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// Gatherer is the underlying registry, for tests and custom handlers.
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
+
+// Handler serves the metrics in the Prometheus exposition format.
+func (r *Registry) Handler() http.Handler {
+	if r == nil {
+		return http.NotFoundHandler()
+	}
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg})
+}
+
+// Track adds a database whose state is read at every scrape; the returned
+// function removes it.
+func (r *Registry) Track(state func() DBState) (untrack func()) {
+	if r == nil {
+		return func() {}
+	}
+	r.mu.Lock()
+	id := r.next
+	r.next++
+	r.sources[id] = state
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.sources, id)
+		r.mu.Unlock()
+	}
+}
+
+// Upload counts one upload to a replica of bytes bytes.
+func (r *Registry) Upload(db, replica, operation string, bytes int64, err error) {
+	if r == nil {
+		return
+	}
+	res := result(err)
+	r.uploadRequests.WithLabelValues(db, replica, operation, res).Inc()
+	if bytes > 0 {
+		r.uploadBytes.WithLabelValues(db, replica, operation, res).Add(float64(bytes))
+	}
+}
+
+// Checkpoint counts a checkpoint with result ResultOK, ResultSkipped or
+// ResultError.
+func (r *Registry) Checkpoint(db, res string) {
+	if r == nil {
+		return
+	}
+	r.checkpoints.WithLabelValues(db, res).Inc()
+}
+
+// Generation counts a new generation.
+func (r *Registry) Generation(db, reason string) {
+	if r == nil {
+		return
+	}
+	if reason == "" {
+		reason = "unknown"
+	}
+	r.generations.WithLabelValues(db, reason).Inc()
+}
+
+// PluginRestart counts a restart of a storage plugin.
+func (r *Registry) PluginRestart(plugin string) {
+	if r == nil {
+		return
+	}
+	r.pluginRestarts.WithLabelValues(plugin).Inc()
+}
+
+func result(err error) string {
+	if err != nil {
+		return ResultError
+	}
+	return ResultOK
+}
+
+// stateCollector turns the tracked databases' states into gauges.
+type stateCollector struct{ r *Registry }
+
+func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descTracked, descDBTxID, descLocalState, descReplicaTxID, descReplicaLag, descLastSync} {
+		ch <- d
+	}
+}
+
+func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.r.mu.Lock()
+	fns := make([]func() DBState, 0, len(c.r.sources))
+	for _, fn := range c.r.sources {
+		fns = append(fns, fn)
+	}
+	c.r.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(fns)))
+	for _, fn := range fns {
+		s := fn()
+		ch <- prometheus.MustNewConstMetric(descDBTxID, prometheus.GaugeValue, float64(s.TxID), s.DB)
+		ch <- prometheus.MustNewConstMetric(descLocalState, prometheus.GaugeValue, float64(s.LocalStateBytes), s.DB)
+		for _, rs := range s.Replicas {
+			ch <- prometheus.MustNewConstMetric(descReplicaTxID, prometheus.GaugeValue, float64(rs.TxID), s.DB, rs.Name)
+			ch <- prometheus.MustNewConstMetric(descReplicaLag, prometheus.GaugeValue, rs.Lag.Seconds(), s.DB, rs.Name)
+			var ts float64
+			if !rs.LastSync.IsZero() {
+				ts = float64(rs.LastSync.UnixNano()) / 1e9
+			}
+			ch <- prometheus.MustNewConstMetric(descLastSync, prometheus.GaugeValue, ts, s.DB, rs.Name)
+		}
+	}
+}
