@@ -41,5 +41,13 @@ func builtinPlugin(e *env, name string) (*host.Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	return host.New(host.Config{Name: name, Path: self, Args: []string{"plugin", "serve", name}, Logger: e.log}), nil
+	return host.New(host.Config{Name: name, Path: self, Args: []string{"plugin", "serve", name}, Logger: e.log, OnRestart: e.restartHook(name)}), nil
+}
+
+// restartHook returns the host's restart callback for plugin name.
+func (e *env) restartHook(name string) func() {
+	if e.pluginRestarted == nil {
+		return nil
+	}
+	return func() { e.pluginRestarted(name) }
 }

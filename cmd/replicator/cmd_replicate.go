@@ -72,6 +72,9 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 		}
 		defer ln.Close()
 		reg = metrics.New()
+		re := *e
+		re.pluginRestarted = reg.PluginRestart
+		e = &re
 	}
 	for _, dc := range dbs {
 		var reps []*replica.Replica

@@ -45,6 +45,8 @@ type command struct {
 type env struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	// pluginRestarted, when set, is told of every plugin restart.
+	pluginRestarted func(plugin string)
 }
 
 func commands() []command {

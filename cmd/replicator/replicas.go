@@ -15,7 +15,7 @@ import (
 func openReplica(ctx context.Context, e *env, rc config.ReplicaConfig) (*replica.Replica, func(), error) {
 	var p *host.Plugin
 	if rc.Type == "plugin" {
-		p = host.New(host.Config{Name: rc.Name, Path: rc.Plugin, SHA256: rc.SHA256, Logger: e.log})
+		p = host.New(host.Config{Name: rc.Name, Path: rc.Plugin, SHA256: rc.SHA256, Logger: e.log, OnRestart: e.restartHook(rc.Name)})
 	} else {
 		name := config.PluginName(rc.Type)
 		if _, ok := builtins()[name]; !ok {

@@ -38,6 +38,9 @@ type Config struct {
 	Logger *slog.Logger
 	// StartTimeout bounds the handshake; zero means one minute.
 	StartTimeout time.Duration
+	// OnRestart, if set, is called each time the plugin is started again
+	// after it died (for a metric).
+	OnRestart func()
 }
 
 // Plugin is one plugin executable, started on first use and again after
@@ -126,6 +129,9 @@ func (p *Plugin) current(ctx context.Context) (sdk.Opener, uint64, error) {
 		p.client = nil
 		p.restarts++
 		p.log.Warn("storage plugin exited; starting it again", "restarts", p.restarts)
+		if p.cfg.OnRestart != nil {
+			p.cfg.OnRestart()
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err

@@ -308,3 +308,26 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+func TestOnRestartCalled(t *testing.T) {
+	var calls int
+	var mu sync.Mutex
+	p := newPlugin(t, "plugin", host.Config{OnRestart: func() { mu.Lock(); calls++; mu.Unlock() }})
+	ctx := context.Background()
+	st, err := p.Open(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the next call to restart the plugin", func() bool {
+		_, err := st.Stat(ctx, "x")
+		return errors.Is(err, sdk.ErrNotFound)
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if calls != 1 {
+		t.Fatalf("OnRestart called %d times, want 1", calls)
+	}
+}
