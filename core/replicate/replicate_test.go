@@ -241,3 +241,44 @@ func TestIdleSendsNothing(t *testing.T) {
 		t.Fatalf("%d storage requests while the database was idle", after-before)
 	}
 }
+
+// TestCommitAfterQuietPeriodGoesOutAtOnce: sync-interval caps the upload
+// rate, it is not a delay. A commit after a quiet period longer than the
+// interval is uploaded at once, even when the uploader was woken in
+// between with nothing to send.
+func TestCommitAfterQuietPeriodGoesOutAtOnce(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "app.db")
+	app := openApp(t, path, 4096)
+	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{replica.New("mem", memstore.New(), slog.Default())},
+		SyncInterval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+	for range 3 {
+		if _, err := app.Exec("INSERT INTO t (v) VALUES ('x')"); err != nil {
+			t.Fatal(err)
+		}
+		// Sync wakes the uploader repeatedly while it uploads, so it also
+		// runs a round with nothing to send.
+		if err := d.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1200 * time.Millisecond)
+		want := d.Captured().TxID + 1
+		if _, err := app.Exec("INSERT INTO t (v) VALUES ('y')"); err != nil {
+			t.Fatal(err)
+		}
+		committed := time.Now()
+		for d.Replicas()[0].TxID < want {
+			if time.Since(committed) > 400*time.Millisecond {
+				t.Fatalf("a commit after a quiet period took over 400ms to reach the replica (sync-interval 1s)")
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+}

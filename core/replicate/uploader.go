@@ -36,6 +36,8 @@ type uploader struct {
 	committed func() localstate.Position
 	// lease fences this daemon's writes against another daemon's.
 	lease *replica.Lease
+	// uploads counts objects sent; only the uploader's goroutine uses it.
+	uploads int
 	// metrics counts uploads (nil: none), labelled with db.
 	metrics *metrics.Registry
 	db      string
@@ -100,7 +102,14 @@ func (u *uploader) run(ctx context.Context) {
 		case <-u.kick:
 		}
 		start := time.Now()
-		if err := u.sync(ctx); errors.Is(err, errNeedSnapshot) {
+		before := u.uploads
+		err := u.sync(ctx)
+		if err == nil && u.uploads == before {
+			// Nothing was sent: the next commit must not wait for an
+			// interval that began with an empty round.
+			continue
+		}
+		if errors.Is(err, errNeedSnapshot) {
 			u.log.Info("waiting for a snapshot to upload", "reason", err)
 			u.poke()
 		} else if err != nil && ctx.Err() == nil {
@@ -268,6 +277,7 @@ func (u *uploader) upload(ctx context.Context, s localstate.StagedSegment) error
 
 // count records an upload of the file at path in the metrics.
 func (u *uploader) count(o replica.Object, path string, err error) error {
+	u.uploads++
 	if u.metrics == nil {
 		return err
 	}
