@@ -35,11 +35,31 @@ func listArgs(ctx context.Context, e *env, name string, args []string) (*replica
 	return r, closeFn, *asJSON, *gen, nil
 }
 
-func generationsOf(ctx context.Context, r *replica.Replica, only string) ([]string, error) {
-	if only != "" {
-		return []string{only}, nil
+// eachGeneration opens the replica named by args and calls fn with the
+// objects of each generation (or of -generation), oldest first. It reports
+// whether -json was given.
+func eachGeneration(ctx context.Context, e *env, name string, args []string, fn func(r *replica.Replica, gen string, objs []replica.Object) error) (bool, error) {
+	r, closeFn, asJSON, only, err := listArgs(ctx, e, name, args)
+	if err != nil {
+		return false, err
 	}
-	return r.Generations(ctx)
+	defer closeFn()
+	gens := []string{only}
+	if only == "" {
+		if gens, err = r.Generations(ctx); err != nil {
+			return false, err
+		}
+	}
+	for _, g := range gens {
+		objs, err := r.Objects(ctx, g)
+		if err != nil {
+			return false, err
+		}
+		if err := fn(r, g, objs); err != nil {
+			return false, err
+		}
+	}
+	return asJSON, nil
 }
 
 type generationRow struct {
@@ -54,23 +74,10 @@ type generationRow struct {
 }
 
 func runGenerations(ctx context.Context, e *env, args []string) error {
-	r, closeFn, asJSON, only, err := listArgs(ctx, e, "generations", args)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	gens, err := generationsOf(ctx, r, only)
-	if err != nil {
-		return err
-	}
 	var rows []generationRow
-	for _, g := range gens {
-		objs, err := r.Objects(ctx, g)
-		if err != nil {
-			return err
-		}
+	asJSON, err := eachGeneration(ctx, e, "generations", args, func(r *replica.Replica, g string, objs []replica.Object) error {
 		if len(objs) == 0 {
-			continue
+			return nil
 		}
 		row := generationRow{Generation: g, FirstTxID: objs[0].Min}
 		var last replica.Object
@@ -93,6 +100,10 @@ func runGenerations(ctx context.Context, e *env, args []string) error {
 			row.Updated = h.LastCommitTime().UTC()
 		}
 		rows = append(rows, row)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		return printJSON(e, rows)
@@ -125,21 +136,8 @@ func runSegments(ctx context.Context, e *env, args []string) error {
 }
 
 func listObjects(ctx context.Context, e *env, name string, args []string, snapshots bool) error {
-	r, closeFn, asJSON, only, err := listArgs(ctx, e, name, args)
-	if err != nil {
-		return err
-	}
-	defer closeFn()
-	gens, err := generationsOf(ctx, r, only)
-	if err != nil {
-		return err
-	}
 	var rows []objectRow
-	for _, g := range gens {
-		objs, err := r.Objects(ctx, g)
-		if err != nil {
-			return err
-		}
+	asJSON, err := eachGeneration(ctx, e, name, args, func(r *replica.Replica, g string, objs []replica.Object) error {
 		for _, o := range objs {
 			if o.Snapshot() != snapshots {
 				continue
@@ -153,6 +151,10 @@ func listObjects(ctx context.Context, e *env, name string, args []string, snapsh
 			}
 			rows = append(rows, row)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		return printJSON(e, rows)
