@@ -2,71 +2,60 @@ package main
 
 import (
 	"context"
-	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
-	"sync"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/config"
 	"github.com/sqlitereplicator/replicator/core/metrics"
-	"github.com/sqlitereplicator/replicator/core/replica"
-	"github.com/sqlitereplicator/replicator/core/replicate"
 )
 
 func runReplicate(ctx context.Context, e *env, args []string) error {
 	fs := newFlags(e, "replicate", "[flags] DB_PATH REPLICA_URL... | -config FILE")
-	configPath := fs.String("config", "", "config file (YAML) listing databases and replicas")
+	configPath := fs.String("config", "", "config file (YAML) listing databases and replicas; SIGHUP reloads it")
 	syncInterval := fs.Duration("sync-interval", time.Second, "at most one upload per replica per interval; a commit after a quiet period goes out at once")
 	snapshotInterval := fs.Duration("snapshot-interval", 24*time.Hour, "how often to take a snapshot")
 	retention := fs.Duration("retention", 0, "how far back point-in-time restores keep working; older objects are deleted from the replicas (0 keeps everything)")
 	stateDir := fs.String("state-dir", "", "local state directory (default: beside the database)")
-	addr := fs.String("addr", defaultAddr, `address serving /metrics, /healthz and /databases ("" disables)`)
+	addr := fs.String("addr", defaultAddr, `address serving /metrics, /healthz and /databases ("" disables); overrides addr: in the config`)
+	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info); overrides log-level: in the config")
+	logFormat := fs.String("log-format", "", "text or json (default text); overrides log-format: in the config")
 	execCmd := fs.String("exec", "", "run this command (the application) as a child; forward SIGINT/SIGTERM/SIGHUP to it; when it exits, sync a last time and exit with its exit code")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	var dbs []config.DBConfig
-	switch {
-	case *configPath != "" && fs.NArg() > 0:
-		return usagef("give either -config FILE or DB_PATH REPLICA_URL..., not both")
-	case *configPath != "":
-		cfg, err := config.Load(*configPath)
-		if err != nil {
-			return err
-		}
-		if len(cfg.DBs) == 0 {
-			return fmt.Errorf("%s lists no databases (dbs:)", *configPath)
-		}
-		dbs = cfg.DBs
-	case fs.NArg() >= 2:
-		db := config.DBConfig{Path: fs.Arg(0)}
-		for i, u := range fs.Args()[1:] {
-			rc, err := config.ParseURL(u)
-			if err != nil {
-				return usageError{err.Error()}
-			}
-			if fs.NArg() > 2 {
-				rc.Name = fmt.Sprintf("%s%d", rc.Type, i+1)
-			}
-			db.Replicas = append(db.Replicas, rc)
-		}
-		dbs = []config.DBConfig{db}
-	default:
-		return usagef("need DB_PATH and at least one REPLICA_URL, or -config FILE")
+	cfg, err := replicateConfig(fs, *configPath)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// The level can change on reload; the format is fixed at start.
+	lv, format, err := logSettings(cfg, *logLevel, *logFormat)
+	if err != nil {
+		return err
+	}
+	level := new(slog.LevelVar)
+	level.Set(lv)
+	{
+		re := *e
+		re.log = newLogger(e.stderr, format, level)
+		e = &re
+		slog.SetDefault(e.log)
+	}
+	if !set["addr"] && cfg.Addr != nil {
+		*addr = *cfg.Addr
 	}
 
-	var runners []*replicate.DB
-	var closers []func()
-	defer func() {
-		for _, c := range closers {
-			c()
-		}
-	}()
 	var reg *metrics.Registry
 	var ln net.Listener
 	if *addr != "" {
-		var err error
 		if ln, err = listenHTTP(*addr); err != nil {
 			return err
 		}
@@ -76,54 +65,122 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 		re.pluginRestarted = reg.PluginRestart
 		e = &re
 	}
-	for _, dc := range dbs {
-		var reps []*replica.Replica
-		for _, rc := range dc.Replicas {
-			r, closeFn, err := openReplica(ctx, e, rc)
-			if err != nil {
-				return err
-			}
-			closers = append(closers, closeFn)
-			reps = append(reps, r)
-		}
-		cfg := replicate.Config{
-			Path: dc.Path, Replicas: reps, StateDir: *stateDir,
-			SyncInterval: pick(dc.SyncInterval, *syncInterval), SnapshotInterval: pick(dc.SnapshotInterval, *snapshotInterval),
-			Retention: pick(dc.Retention, *retention),
-			Logger:    e.log, Metrics: reg,
-		}
-		d, err := replicate.Open(ctx, cfg)
-		if err != nil {
-			return fmt.Errorf("replicate %s: %w", dc.Path, err)
-		}
-		p := d.Captured()
-		e.log.Info("replicating", "db", dc.Path, "generation", p.Generation, "txid", p.TxID, "replicas", len(reps))
-		runners = append(runners, d)
+	flags := config.Settings{SyncInterval: *syncInterval, SnapshotInterval: *snapshotInterval, Retention: *retention}
+	d := newDaemon(e, flags, *stateDir, reg)
+	// Replication runs under its own context: with -exec it outlives the
+	// signals (forwarded to the application) until the application exits.
+	dctx, stopAll := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAll()
+	if err := d.apply(dctx, cfg, true); err != nil {
+		stopAll()
+		_ = d.wait()
+		return err
 	}
-	ctx, finishExec := startExec(ctx, e, *execCmd) // -exec: see exec.go
+	runCtx, finishExec := startExec(ctx, e, *execCmd) // -exec: see exec.go
 	if ln != nil {
-		stop := serveHTTP(ln, newHTTPHandler(reg, func() []replicate.Status {
-			sts := make([]replicate.Status, len(runners))
-			for i, d := range runners {
-				sts[i] = d.Status()
-			}
-			return sts
-		}, time.Now), e.log)
+		stop := serveHTTP(ln, newHTTPHandler(reg, d.statuses, time.Now), e.log)
 		defer stop()
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(runners))
-	for i, d := range runners {
-		wg.Add(1)
-		go func() { defer wg.Done(); errs[i] = d.Run(ctx) }()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go d.watchDirs(dctx)
+	for running := true; running; {
+		select {
+		case <-runCtx.Done():
+			running = false
+		case <-d.changed:
+			if d.idle() {
+				running = false
+			}
+		case <-hup:
+			if *configPath == "" {
+				e.log.Info("SIGHUP: no config file to reload (started without -config)")
+				continue
+			}
+			nc, err := config.Load(*configPath)
+			var nlv slog.Level
+			var nformat string
+			if err == nil {
+				nlv, nformat, err = logSettings(nc, *logLevel, *logFormat)
+			}
+			if err != nil {
+				e.log.Error("SIGHUP: the config file has an error; keeping the running configuration", "err", err)
+				continue
+			}
+			e.log.Info("SIGHUP: reloading the configuration", "config", *configPath)
+			level.Set(nlv)
+			if nformat != format {
+				e.log.Warn("SIGHUP: log-format changes take effect at the next start", "running", format, "configured", nformat)
+			}
+			if err := d.apply(dctx, nc, false); err != nil {
+				e.log.Error("SIGHUP: reloaded with errors", "err", err)
+			}
+		}
 	}
-	wg.Wait()
-	return finishExec(errors.Join(errs...))
+	stopAll()
+	return finishExec(d.wait())
 }
 
-func pick(v, def time.Duration) time.Duration {
-	if v != 0 {
-		return v
+// logSettings is the log level and format: the flags' when given, else
+// the config file's.
+func logSettings(c *config.Config, flagLevel, flagFormat string) (slog.Level, string, error) {
+	lv, format := c.LogLevel, c.LogFormat
+	if flagLevel != "" {
+		if err := lv.UnmarshalText([]byte(flagLevel)); err != nil {
+			return 0, "", usagef("-log-level %q: use debug, info, warn or error", flagLevel)
+		}
 	}
-	return def
+	if flagFormat != "" {
+		format = flagFormat
+	}
+	switch format {
+	case "", "text":
+		return lv, "text", nil
+	case "json":
+		return lv, "json", nil
+	}
+	return 0, "", usagef("-log-format %q: use text or json", format)
+}
+
+// newLogger is the daemon's logger on w.
+func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// replicateConfig is the configuration replicate runs: the file, or one
+// database with replicas given by URL.
+func replicateConfig(fs *flag.FlagSet, configPath string) (*config.Config, error) {
+	switch {
+	case configPath != "" && fs.NArg() > 0:
+		return nil, usagef("give either -config FILE or DB_PATH REPLICA_URL..., not both")
+	case configPath != "":
+		cfg, err := config.Load(configPath)
+		if err != nil {
+			return nil, err
+		}
+		if len(cfg.DBs) == 0 && len(cfg.Dirs) == 0 && len(cfg.Follows) == 0 {
+			return nil, fmt.Errorf("%s lists no databases (dbs:) and nothing to follow (follow:)", configPath)
+		}
+		return cfg, nil
+	case fs.NArg() >= 2:
+		db := config.DBConfig{Path: fs.Arg(0)}
+		for i, u := range fs.Args()[1:] {
+			rc, err := config.ParseURL(u)
+			if err != nil {
+				return nil, usageError{err.Error()}
+			}
+			if fs.NArg() > 2 {
+				rc.Name = fmt.Sprintf("%s%d", rc.Type, i+1)
+			}
+			db.Replicas = append(db.Replicas, rc)
+		}
+		return &config.Config{DBs: []config.DBConfig{db}, LogFormat: "text"}, nil
+	default:
+		return nil, usagef("need DB_PATH and at least one REPLICA_URL, or -config FILE")
+	}
 }

@@ -23,6 +23,9 @@ type ReplicaConfig struct {
 	SHA256 string
 	// Settings go to the plugin unchanged.
 	Settings map[string]string
+	// Prefix, when not empty, is prepended (with a slash) to every key the
+	// replica stores: a database of a dir entry lives under its own path.
+	Prefix string
 	// Line is where the replica was defined in the config file (0 for a URL).
 	Line int
 }
@@ -181,6 +184,9 @@ func (rc ReplicaConfig) String() string {
 	b.WriteString(rc.Type)
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%s", k, s[k])
+	}
+	if rc.Prefix != "" {
+		fmt.Fprintf(&b, " prefix=%s", rc.Prefix)
 	}
 	return b.String()
 }

@@ -56,6 +56,14 @@ type Stats struct {
 	Resyncs     int // full re-synchronisations (start-up excluded)
 	LocalWrites int // local modifications detected
 	Polls       int // LIST requests made by polling
+	// LastPoll is when the last poll succeeded; LastErr is the error of
+	// the last poll that failed since then (nil when it succeeded).
+	LastPoll time.Time
+	LastErr  error
+	// UploadLag is, for the last segment applied, the time from its
+	// upload to the replica (the object's modification time) to its
+	// commit to the local database.
+	UploadLag time.Duration
 }
 
 // ErrFatal marks errors after which following cannot continue.
@@ -92,6 +100,10 @@ type Follower struct {
 	// local cookie after each re-sync, so that no reader ever keeps a
 	// schema cached under a cookie that now means another schema.
 	delta uint32
+
+	// uploaded holds the modification times of the last listing's
+	// objects, by key, for UploadLag.
+	uploaded map[string]time.Time
 
 	mu    sync.Mutex
 	stats Stats
@@ -138,13 +150,19 @@ func (f *Follower) Run(ctx context.Context) error {
 	t := time.NewTicker(f.cfg.Interval)
 	defer t.Stop()
 	for {
-		if err := f.Poll(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
+		err := f.Poll(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		f.update(func(s *Stats) {
+			if s.LastErr = err; err == nil {
+				s.LastPoll = time.Now()
 			}
-			if errors.Is(err, ErrFatal) {
-				return err
-			}
+		})
+		if errors.Is(err, ErrFatal) {
+			return err
+		}
+		if err != nil {
 			f.log.Warn("follow: poll failed; retrying at the next interval", "err", err)
 		}
 		select {
@@ -413,6 +431,9 @@ func (f *Follower) Poll(ctx context.Context) error {
 		}
 		applied++
 		pages += n
+		if up, ok := f.uploaded[best.Key]; ok {
+			f.update(func(s *Stats) { s.UploadLag = time.Since(up) })
+		}
 	}
 	if applied > 0 {
 		return nil
@@ -450,10 +471,14 @@ func cursor(pos Position) string {
 func (f *Follower) list(ctx context.Context, pos Position) ([]replica.Object, error) {
 	f.update(func(s *Stats) { s.Polls++ })
 	var objs []replica.Object
+	f.uploaded = map[string]time.Time{}
 	err := f.r.Storage().List(ctx, "generations/", cursor(pos), func(oi sdk.ObjectInfo) error {
 		if o, ok := parseKey(oi.Key); ok {
 			o.Size = oi.Size
 			objs = append(objs, o)
+			if !oi.ModTime.IsZero() {
+				f.uploaded[oi.Key] = oi.ModTime
+			}
 		}
 		return nil
 	})
