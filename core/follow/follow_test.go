@@ -100,14 +100,23 @@ func (p *primary) close() {
 // done; some transactions also grow or shrink the log table, so the
 // database size changes both ways (auto_vacuum=FULL truncates).
 func (p *primary) transfers(ctx context.Context, n int) int {
+	count, err := transfers(ctx, p.app, n)
+	if err != nil {
+		p.t.Error(err)
+	}
+	return count
+}
+
+// transfers is the application's workload on db, in this process or a
+// writer process: until ctx is done, or the first error.
+func transfers(ctx context.Context, db *sql.DB, n int) (int, error) {
 	count := 0
 	for ctx.Err() == nil {
 		a, b := rand.IntN(n)+1, rand.IntN(n)+1
 		amount := rand.IntN(50)
-		tx, err := p.app.Begin()
+		tx, err := db.Begin()
 		if err != nil {
-			p.t.Error(err)
-			return count
+			return count, err
 		}
 		_, err1 := tx.Exec("UPDATE accounts SET balance = balance - ? WHERE id = ?", amount, a)
 		_, err2 := tx.Exec("UPDATE accounts SET balance = balance + ? WHERE id = ?", amount, b)
@@ -120,17 +129,15 @@ func (p *primary) transfers(ctx context.Context, n int) int {
 		}
 		if err := errors.Join(err1, err2, err3); err != nil {
 			tx.Rollback()
-			p.t.Error(err)
-			return count
+			return count, err
 		}
 		if err := tx.Commit(); err != nil {
-			p.t.Error(err)
-			return count
+			return count, err
 		}
 		count++
 		time.Sleep(time.Duration(rand.IntN(2000)) * time.Microsecond)
 	}
-	return count
+	return count, nil
 }
 
 // readers check, on separate read-only connections, that every state of
@@ -300,94 +307,101 @@ func setup(t *testing.T) (dir string, r *replica.Replica) {
 	return dir, replica.New("mem", memstore.New(), testLogger(t))
 }
 
+// workload runs transfers on the primary for d: in this process and in
+// two writer processes, as applications sharing a database do.
 func workload(p *primary, n int, d time.Duration) int {
+	p.t.Helper()
+	wp := startWriterProcesses(p.t, p.path, n, d, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	return p.transfers(ctx, n)
+	return p.transfers(ctx, n) + wp.finish(p.t)
 }
 
 func TestFollowTransfers(t *testing.T) {
-	dir, r := setup(t)
-	p := startPrimary(t, filepath.Join(dir, "primary.db"), r, 20, false)
-	defer p.close()
-	out := filepath.Join(dir, "follower.db")
-	f := startFollower(t, r, out)
-	defer f.close(t)
-	rs := startReaders(t, out, 3)
-	rp := startReaderProcesses(t, out, 2)
-	n := workload(p, 20, 3*time.Second)
-	converge(t, p, f, out)
-	rs.finish(t)
-	rp.finish(t)
-	st := f.Stats()
-	t.Logf("%d transfers; follower applied %d segments in %d polls, %d re-syncs", n, st.Segments, st.Polls, st.Resyncs)
-	if st.Segments == 0 {
-		t.Error("the follower applied no segment")
-	}
-	if st.Resyncs != 0 || st.LocalWrites != 0 {
-		t.Errorf("unexpected re-syncs (%d) or local writes (%d)", st.Resyncs, st.LocalWrites)
-	}
+	eachStore(t, func(t *testing.T, dir string, r *replica.Replica) {
+		p := startPrimary(t, filepath.Join(dir, "primary.db"), r, 20, false)
+		defer p.close()
+		out := filepath.Join(dir, "follower.db")
+		f := startFollower(t, r, out)
+		defer f.close(t)
+		rs := startReaders(t, out, 3)
+		rp := startReaderProcesses(t, out, 2)
+		n := workload(p, 20, 3*time.Second)
+		converge(t, p, f, out)
+		rs.finish(t)
+		rp.finish(t)
+		st := f.Stats()
+		t.Logf("%d transfers; follower applied %d segments in %d polls, %d re-syncs", n, st.Segments, st.Polls, st.Resyncs)
+		if st.Segments == 0 {
+			t.Error("the follower applied no segment")
+		}
+		if st.Resyncs != 0 || st.LocalWrites != 0 {
+			t.Errorf("unexpected re-syncs (%d) or local writes (%d)", st.Resyncs, st.LocalWrites)
+		}
+	})
 }
 
 func TestFollowNewGeneration(t *testing.T) {
-	dir, r := setup(t)
-	p1 := startPrimary(t, filepath.Join(dir, "primary1.db"), r, 20, false)
-	out := filepath.Join(dir, "follower.db")
-	f := startFollower(t, r, out)
-	defer f.close(t)
-	rs := startReaders(t, out, 3)
-	rp := startReaderProcesses(t, out, 2)
-	workload(p1, 20, time.Second)
-	converge(t, p1, f, out)
-	gen1 := p1.d.Captured().Generation
-	p1.close()
-	// Generation ids have a resolution of one second.
-	time.Sleep(1100 * time.Millisecond)
-	// The new primary has the same schema cookie but its tables in other
-	// pages, and another number of accounts.
-	p2 := startPrimary(t, filepath.Join(dir, "primary2.db"), r, 7, true)
-	defer p2.close()
-	workload(p2, 7, time.Second)
-	converge(t, p2, f, out)
-	if gen2 := p2.d.Captured().Generation; gen2 <= gen1 {
-		t.Fatalf("second generation %s does not sort after %s", gen2, gen1)
-	}
-	workload(p2, 7, 500*time.Millisecond)
-	converge(t, p2, f, out)
-	rs.finish(t)
-	rp.finish(t)
-	if st := f.Stats(); st.Resyncs != 1 {
-		t.Errorf("%d re-syncs, want 1 (the generation change)", st.Resyncs)
-	}
+	eachStore(t, func(t *testing.T, dir string, r *replica.Replica) {
+		p1 := startPrimary(t, filepath.Join(dir, "primary1.db"), r, 20, false)
+		out := filepath.Join(dir, "follower.db")
+		f := startFollower(t, r, out)
+		defer f.close(t)
+		rs := startReaders(t, out, 3)
+		rp := startReaderProcesses(t, out, 2)
+		workload(p1, 20, time.Second)
+		converge(t, p1, f, out)
+		gen1 := p1.d.Captured().Generation
+		p1.close()
+		// Generation ids have a resolution of one second.
+		time.Sleep(1100 * time.Millisecond)
+		// The new primary has the same schema cookie but its tables in other
+		// pages, and another number of accounts.
+		p2 := startPrimary(t, filepath.Join(dir, "primary2.db"), r, 7, true)
+		defer p2.close()
+		workload(p2, 7, time.Second)
+		converge(t, p2, f, out)
+		if gen2 := p2.d.Captured().Generation; gen2 <= gen1 {
+			t.Fatalf("second generation %s does not sort after %s", gen2, gen1)
+		}
+		workload(p2, 7, 500*time.Millisecond)
+		converge(t, p2, f, out)
+		rs.finish(t)
+		rp.finish(t)
+		if st := f.Stats(); st.Resyncs != 1 {
+			t.Errorf("%d re-syncs, want 1 (the generation change)", st.Resyncs)
+		}
+	})
 }
 
 func TestFollowLocalWrite(t *testing.T) {
-	dir, r := setup(t)
-	p := startPrimary(t, filepath.Join(dir, "primary.db"), r, 10, false)
-	defer p.close()
-	out := filepath.Join(dir, "follower.db")
-	f := startFollower(t, r, out)
-	defer f.close(t)
-	rs := startReaders(t, out, 2)
-	workload(p, 10, 500*time.Millisecond)
-	converge(t, p, f, out)
-	// A local write that keeps the invariant, so readers stay happy.
-	w, err := sql.Open("sqlite", "file:"+out+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	if _, err := w.Exec("UPDATE accounts SET balance = balance + (CASE id WHEN 1 THEN 5 ELSE -5 END) WHERE id IN (1, 2)"); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "the local write to be detected and repaired", func() bool { st := f.Stats(); return st.LocalWrites == 1 && st.Resyncs == 1 })
-	converge(t, p, f, out)
-	workload(p, 10, 500*time.Millisecond)
-	converge(t, p, f, out)
-	rs.finish(t)
-	if st := f.Stats(); st.Resyncs != 1 {
-		t.Errorf("%d re-syncs, want 1", st.Resyncs)
-	}
+	eachStore(t, func(t *testing.T, dir string, r *replica.Replica) {
+		p := startPrimary(t, filepath.Join(dir, "primary.db"), r, 10, false)
+		defer p.close()
+		out := filepath.Join(dir, "follower.db")
+		f := startFollower(t, r, out)
+		defer f.close(t)
+		rs := startReaders(t, out, 2)
+		workload(p, 10, 500*time.Millisecond)
+		converge(t, p, f, out)
+		// A local write that keeps the invariant, so readers stay happy.
+		w, err := sql.Open("sqlite", "file:"+out+"?_pragma=busy_timeout(5000)")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		if _, err := w.Exec("UPDATE accounts SET balance = balance + (CASE id WHEN 1 THEN 5 ELSE -5 END) WHERE id IN (1, 2)"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the local write to be detected and repaired", func() bool { st := f.Stats(); return st.LocalWrites == 1 && st.Resyncs == 1 })
+		converge(t, p, f, out)
+		workload(p, 10, 500*time.Millisecond)
+		converge(t, p, f, out)
+		rs.finish(t)
+		if st := f.Stats(); st.Resyncs != 1 {
+			t.Errorf("%d re-syncs, want 1", st.Resyncs)
+		}
+	})
 }
 
 func TestFollowRestartResumes(t *testing.T) {

@@ -16,12 +16,93 @@ import (
 // TestMain lets the test binary act as a reader process: with
 // FOLLOW_TEST_READER=path it checks the accounts invariant on path until
 // its stdin is closed, then prints "reads R checks C violations V" and
-// the first violations.
+// the first violations. With FOLLOW_TEST_WRITER=path,accounts,duration it
+// is an application writer process of the primary.
 func TestMain(m *testing.M) {
 	if path := os.Getenv("FOLLOW_TEST_READER"); path != "" {
 		os.Exit(readerProcess(path))
 	}
+	if w := os.Getenv("FOLLOW_TEST_WRITER"); w != "" {
+		os.Exit(writerProcess(w))
+	}
 	os.Exit(m.Run())
+}
+
+func writerProcess(arg string) int {
+	var path string
+	var n int
+	var d time.Duration
+	parts := strings.Split(arg, ",")
+	if len(parts) != 3 {
+		fmt.Println("FOLLOW_TEST_WRITER: want path,accounts,duration")
+		return 2
+	}
+	path = parts[0]
+	if _, err := fmt.Sscan(parts[1], &n); err != nil {
+		fmt.Println("accounts:", err)
+		return 2
+	}
+	d, err := time.ParseDuration(parts[2])
+	if err != nil {
+		fmt.Println("duration:", err)
+		return 2
+	}
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		fmt.Println("open:", err)
+		return 1
+	}
+	defer db.Close()
+	db.SetMaxOpenConns(1)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	count, err := transfers(ctx, db, n)
+	if err != nil {
+		fmt.Println("transfer:", err)
+		return 1
+	}
+	fmt.Printf("transfers %d\n", count)
+	return 0
+}
+
+// writerProcs are application writer processes of the primary.
+type writerProcs struct {
+	cmds []*exec.Cmd
+	outs []*strings.Builder
+}
+
+func startWriterProcesses(t *testing.T, path string, accounts int, d time.Duration, n int) *writerProcs {
+	t.Helper()
+	wp := &writerProcs{}
+	for range n {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("FOLLOW_TEST_WRITER=%s,%d,%s", path, accounts, d))
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		wp.cmds, wp.outs = append(wp.cmds, cmd), append(wp.outs, out)
+	}
+	return wp
+}
+
+// finish waits for the writers and returns how many transfers they made.
+func (wp *writerProcs) finish(t *testing.T) int {
+	t.Helper()
+	total := 0
+	for i, cmd := range wp.cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("writer process %d: %v: %s", i, err, wp.outs[i].String())
+			continue
+		}
+		var c int
+		if _, err := fmt.Sscanf(wp.outs[i].String(), "transfers %d", &c); err != nil {
+			t.Errorf("writer process %d: %q", i, wp.outs[i].String())
+		}
+		total += c
+	}
+	return total
 }
 
 func readerProcess(path string) int {
