@@ -22,9 +22,14 @@ import (
 // with a ^V byte, so nothing a store or the suite logs can be mistaken for
 // a result.
 
-// RootTest is the name of the top-level test RunMain runs; result names
-// are relative to it.
+// RootTest is the name of the top-level test of the storage layer; the
+// names of its results are relative to it ("PutGet/RoundTrip").
 const RootTest = "Storage"
+
+// ScenarioRoot is the name of the top-level test of the replication
+// scenarios; their results keep it as a prefix ("Replication/Basic"), so
+// both layers line up in one matrix without clashing.
+const ScenarioRoot = "Replication"
 
 // Status is the outcome of one leaf test.
 type Status string
@@ -68,14 +73,61 @@ type Result struct {
 // like "go test -run" does, relative to RootTest ("PutGet", "Keys/Awkward");
 // timeout bounds the whole run (0 means no limit).
 func RunMain(h Harness, run string, timeout time.Duration) {
-	args := []string{os.Args[0], "-test.v=test2json", "-test.count=1", "-test.timeout=" + timeout.String()}
+	RunLayersMain(h, nil, run, timeout)
+}
+
+// RunLayersMain is RunMain for both layers: the storage tests against h
+// (when not nil) and the replication scenarios against sh (when not nil),
+// as the top-level tests RootTest and ScenarioRoot. run selects tests
+// below either ("PutGet", "Basic", "Kill9").
+func RunLayersMain(h Harness, sh ScenarioHarness, run string, timeout time.Duration) {
+	args := []string{os.Args[0], "-test.v=test2json", "-test.count=1", "-test.timeout=" + timeout.String(),
+		// Scenarios mostly wait on the daemon; let a few overlap.
+		"-test.parallel=4"}
 	if run != "" {
-		args = append(args, "-test.run=^"+RootTest+"$/"+run)
+		// go test -run splits a pattern into alternatives at a "|"
+		// outside brackets; each alternative gets the layers' prefix.
+		var alts []string
+		for _, alt := range splitAlternatives(run) {
+			alts = append(alts, "^("+RootTest+"|"+ScenarioRoot+")$/"+alt)
+		}
+		args = append(args, "-test.run="+strings.Join(alts, "|"))
 	}
 	os.Args = args
-	testing.Main(func(pat, str string) (bool, error) { return regexp.MatchString(pat, str) },
-		[]testing.InternalTest{{Name: RootTest, F: func(t *testing.T) { RunStorageTests(t, h) }}},
-		nil, nil)
+	var tests []testing.InternalTest
+	if h != nil {
+		tests = append(tests, testing.InternalTest{Name: RootTest, F: func(t *testing.T) { RunStorageTests(t, h) }})
+	}
+	if sh != nil {
+		tests = append(tests, testing.InternalTest{Name: ScenarioRoot, F: func(t *testing.T) { RunScenarios(t, sh) }})
+	}
+	testing.Main(func(pat, str string) (bool, error) { return regexp.MatchString(pat, str) }, tests, nil, nil)
+}
+
+// splitAlternatives splits a -run pattern at every "|" outside
+// parentheses and brackets, as the testing package does.
+func splitAlternatives(pat string) []string {
+	var (
+		alts  []string
+		depth int
+		start int
+	)
+	for i := 0; i < len(pat); i++ {
+		switch pat[i] {
+		case '\\':
+			i++
+		case '(', '[':
+			depth++
+		case ')', ']':
+			depth--
+		case '|':
+			if depth == 0 {
+				alts = append(alts, pat[start:i])
+				start = i + 1
+			}
+		}
+	}
+	return append(alts, pat[start:])
 }
 
 const marker = "\x16" // frames the lines of -test.v=test2json output
@@ -101,7 +153,10 @@ func ParseOutput(r io.Reader, fn func(Result)) ([]Result, error) {
 		cur      string   // the test unframed output belongs to
 		trailing []string // output after the last test named itself
 	)
-	rel := func(name string) string { return strings.TrimPrefix(strings.TrimPrefix(name, RootTest), "/") }
+	rel := func(name string) string { return strings.TrimPrefix(name, RootTest+"/") }
+	// A layer's top-level test is never a leaf, even when -run left it
+	// without subtests.
+	root := func(name string) bool { return name == RootTest || name == ScenarioRoot }
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	for sc.Scan() {
@@ -122,7 +177,7 @@ func ParseOutput(r io.Reader, fn func(Result)) ([]Result, error) {
 			if m := frameResult.FindStringSubmatch(framed); m != nil {
 				name := m[2]
 				ended[name] = true
-				if parents[name] || name == RootTest {
+				if parents[name] || root(name) {
 					continue
 				}
 				secs, _ := time.ParseDuration(m[3] + "s")
@@ -145,7 +200,7 @@ func ParseOutput(r io.Reader, fn func(Result)) ([]Result, error) {
 		}
 	}
 	for _, name := range started {
-		if ended[name] || parents[name] || name == RootTest {
+		if ended[name] || parents[name] || root(name) {
 			continue
 		}
 		out := append(logs[name], trailing...)

@@ -88,6 +88,20 @@ func TestParseOutputStatuses(t *testing.T) {
 			t.Errorf("RejectedIfUndeclared: got %s %q, want pass", r.Status, r.Message)
 		}
 	})
+	t.Run("Alternatives", func(t *testing.T) {
+		// "|" outside brackets separates alternatives, each below the
+		// layers; the layers' top-level tests are never results.
+		res := runRunner(t, "minimal", "Stat/MatchesPut|Range/(Inside|AtEOF)")
+		want := []string{"Stat/MatchesPut", "Range/Inside", "Range/AtEOF"}
+		if len(res) != len(want) {
+			t.Fatalf("got %d results %v, want %v", len(res), res, want)
+		}
+		for _, name := range want {
+			if r, ok := res[name]; !ok || r.Status != conformance.Pass {
+				t.Errorf("%s: got %+v, want pass", name, r)
+			}
+		}
+	})
 	t.Run("Failed", func(t *testing.T) {
 		res := runRunner(t, "broken-range", "Range")
 		failed := 0

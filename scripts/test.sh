@@ -41,7 +41,17 @@ go vet ./...
 echo "== go test"
 pkgs=("$@")
 [ ${#pkgs[@]} -eq 0 ] && pkgs=(./...)
-scripts/test-servers.sh run -- go test -race -count=1 -timeout 40m "${pkgs[@]}"
+# TestConformanceMatrix writes the replication-scenario result matrix here;
+# it is printed after the tests, also when they failed.
+matrix_file=$(mktemp)
+status=0
+REPLICATOR_CONFORMANCE_MATRIX="$matrix_file" \
+  scripts/test-servers.sh run -- go test -race -count=1 -timeout 40m "${pkgs[@]}" || status=$?
+
+echo "== conformance matrix (replication scenarios x backends, from TestConformanceMatrix)"
+if [ -s "$matrix_file" ]; then cat "$matrix_file"; else echo "(not produced: TestConformanceMatrix did not run)"; fi
+rm -f "$matrix_file"
+[ "$status" -eq 0 ] || exit "$status"
 
 if [ $# -eq 0 ]; then
   echo "== long tests (a database past 1 GiB; without -race, which would make it take an hour)"

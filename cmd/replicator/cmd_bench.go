@@ -48,15 +48,15 @@ const (
 )
 
 type benchResult struct {
-	Date       time.Time       `json:"date"`
-	Machine    benchMachine    `json:"machine"`
-	Settings   benchSettings   `json:"settings"`
-	Replica    string          `json:"replica"`
-	Scenarios  []benchScenario `json:"scenarios"`
-	Throughput benchThroughput `json:"throughput"`
-	Targets    map[string]bool `json:"targets_met"`
-	Notes      []string        `json:"notes,omitempty"`
-	order      []string        // Targets' keys in print order
+	Date       time.Time        `json:"date"`
+	Machine    benchMachine     `json:"machine"`
+	Settings   benchSettings    `json:"settings"`
+	Replica    string           `json:"replica"`
+	Scenarios  []benchScenario  `json:"scenarios"`
+	Throughput *benchThroughput `json:"throughput,omitempty"`
+	Targets    map[string]bool  `json:"targets_met"`
+	Notes      []string         `json:"notes,omitempty"`
+	order      []string         // Targets' keys in print order
 }
 
 type benchMachine struct {
@@ -101,11 +101,15 @@ type benchThroughput struct {
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
-	fs := newFlags(e, "bench", "[-dir DIR] [-duration 10s] [-sync-interval 1s] [-json]")
+	if len(args) > 0 && args[0] == "scale" {
+		return runBenchScale(ctx, e, args[1:]) // cmd_bench_scale.go
+	}
+	fs := newFlags(e, "bench", "[-dir DIR] [-duration 10s] [-sync-interval 1s] [-only lag|throughput] [-json]")
 	dir := fs.String("dir", "", "directory to work in, on the file system to measure (default: a temporary directory); a fresh subdirectory is created and removed")
-	duration := fs.Duration("duration", 10*time.Second, "length of each loaded scenario, and the writing time on each side of the throughput comparison; ")
+	duration := fs.Duration("duration", 10*time.Second, "length of each loaded scenario, and the writing time on each side of the throughput comparison")
 	syncInterval := fs.Duration("sync-interval", time.Second, "the daemon's -sync-interval")
 	sparse := fs.Int("sparse", 20, "commits in the sparse scenario, each 1.5 sync-intervals after the last")
+	only := fs.String("only", "", "run only the lag scenarios (lag) or only the throughput comparison (throughput); default both")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -118,6 +122,13 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	if *syncInterval <= 0 {
 		return usagef("-sync-interval must be positive")
+	}
+	if *sparse < 1 {
+		return usagef("-sparse must be at least 1")
+	}
+	runLag, runTput := *only != "throughput", *only != "lag"
+	if *only != "" && *only != "lag" && *only != "throughput" {
+		return usagef("-only must be lag or throughput, not %q", *only)
 	}
 	if *dir != "" {
 		if err := os.MkdirAll(*dir, 0o755); err != nil {
@@ -145,14 +156,39 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		Replica:  "local directory (fs plugin, out-of-process), on the same file system as the database",
 	}
 	if !*asJSON {
-		fmt.Fprintf(e.stderr, "bench in %s: about %s\n", work, (4*(*duration) + time.Duration(*sparse)*sparseEvery).Round(time.Second))
+		var about time.Duration
+		if runLag {
+			about += 2*(*duration) + time.Duration(*sparse)*sparseEvery
+		}
+		if runTput {
+			about += 2 * (*duration)
+		}
+		fmt.Fprintf(e.stderr, "bench in %s: about %s\n", work, about.Round(time.Second))
 	}
+	if runLag {
+		if err := b.lag(ctx, &res, *sparse, sparseEvery, *duration); err != nil {
+			return err
+		}
+	}
+	if runTput {
+		tp, err := b.throughput(ctx, *duration/2)
+		if err != nil {
+			return fmt.Errorf("throughput: %w", err)
+		}
+		res.Throughput = &tp
+	}
+	res.judge(*syncInterval)
+	if *asJSON {
+		enc := json.NewEncoder(e.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	res.print(e.stdout)
+	return nil
+}
 
-	// Lag: one database, one daemon, the three scenarios in turn.
-	if *sparse < 1 {
-		return usagef("-sparse must be at least 1")
-	}
-	sparseN := *sparse
+// lag runs the three lag scenarios in turn on one database and one daemon.
+func (b *bench) lag(ctx context.Context, res *benchResult, sparseN int, sparseEvery, duration time.Duration) error {
 	scen := []struct {
 		name  string
 		rate  float64
@@ -160,10 +196,10 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		limit time.Duration
 	}{
 		{fmt.Sprintf("sparse (1 per %s)", sparseEvery), float64(time.Second) / float64(sparseEvery), sparseN, 0},
-		{"100 txn/s", 100, int(100 * duration.Seconds()), *duration},
-		{"1000 txn/s", 1000, int(1000 * duration.Seconds()), *duration},
+		{"100 txn/s", 100, int(100 * duration.Seconds()), duration},
+		{"1000 txn/s", 1000, int(1000 * duration.Seconds()), duration},
 	}
-	err = b.withDaemon(ctx, "lag", func(app *benchApp, dm *benchDaemon) error {
+	return b.withDaemon(ctx, "lag", func(app *benchApp, dm *benchDaemon) error {
 		// Start after a quiet period, as the first sparse commit should.
 		time.Sleep(sparseEvery)
 		for _, s := range scen {
@@ -175,14 +211,13 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
+}
 
-	// Throughput: A B B A (without, with, with, without), each half of
-	// -duration on a fresh database, so drift in the machine's load
-	// weighs on both sides alike.
-	half := *duration / 2
+// throughput compares one writer going as fast as it can without and with
+// the daemon: A B B A (without, with, with, without), each run of half on
+// a fresh database, so drift in the machine's load weighs on both sides
+// alike.
+func (b *bench) throughput(ctx context.Context, half time.Duration) (benchThroughput, error) {
 	var without, with [2]float64 // commits, seconds
 	for i, daemon := range []bool{false, true, true, false} {
 		name := fmt.Sprintf("tput%d", i)
@@ -193,13 +228,14 @@ func runBench(ctx context.Context, e *env, args []string) error {
 			commits, took = len(ts), d
 			return err
 		}
+		var err error
 		if daemon {
 			err = b.withDaemon(ctx, name, func(app *benchApp, _ *benchDaemon) error { return run(app) })
 		} else {
 			err = b.withApp(name, run)
 		}
 		if err != nil {
-			return fmt.Errorf("throughput: %w", err)
+			return benchThroughput{}, err
 		}
 		acc := &without
 		if daemon {
@@ -208,20 +244,11 @@ func runBench(ctx context.Context, e *env, args []string) error {
 		acc[0] += float64(commits)
 		acc[1] += took.Seconds()
 	}
-	t := &res.Throughput
-	t.Seconds = 2 * half.Seconds()
+	t := benchThroughput{Seconds: 2 * half.Seconds()}
 	t.WithoutCommits, t.WithCommits = int(without[0]), int(with[0])
 	t.WithoutRate, t.WithRate = without[0]/without[1], with[0]/with[1]
 	t.Ratio = t.WithRate / t.WithoutRate
-
-	res.judge(*syncInterval)
-	if *asJSON {
-		enc := json.NewEncoder(e.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
-	}
-	res.print(e.stdout)
-	return nil
+	return t, nil
 }
 
 // judge compares the results with the targets.
@@ -241,7 +268,9 @@ func (r *benchResult) judge(syncInterval time.Duration) {
 			r.Notes = append(r.Notes, fmt.Sprintf("%s: the writer reached only %.0f txn/s on this machine", s.Name, s.Rate))
 		}
 	}
-	add(fmt.Sprintf("throughput ratio >= %.2f", targetRatio), r.Throughput.Ratio >= targetRatio)
+	if r.Throughput != nil {
+		add(fmt.Sprintf("throughput ratio >= %.2f", targetRatio), r.Throughput.Ratio >= targetRatio)
+	}
 }
 
 func (r *benchResult) print(w io.Writer) {
@@ -250,25 +279,28 @@ func (r *benchResult) print(w io.Writer) {
 	fmt.Fprintf(w, "machine:  %s, %d cores, %s/%s, %s, load average %s\n", m.CPU, m.Cores, m.OS, m.Arch, m.Go, m.LoadAvg)
 	fmt.Fprintf(w, "settings: sync-interval %s, synchronous=%s, duration %s\n", r.Settings.SyncInterval, r.Settings.Synchronous, r.Settings.Duration)
 	fmt.Fprintf(w, "replica:  %s\n\n", r.Replica)
-	width := len("scenario")
-	for _, s := range r.Scenarios {
-		width = max(width, len(s.Name))
+	if len(r.Scenarios) > 0 {
+		width := len("scenario")
+		for _, s := range r.Scenarios {
+			width = max(width, len(s.Name))
+		}
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "%-*s\tcommits\ttxn/s\tlag p50\tlag p99\tlag max\tstaged p50\tstaged p99\tuploads\t\n", width, "scenario")
+		for _, s := range r.Scenarios {
+			fmt.Fprintf(tw, "%-*s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", width, s.Name, s.Commits, s.Rate,
+				fmtMS(s.LagP50ms), fmtMS(s.LagP99ms), fmtMS(s.LagMaxms), fmtMS(s.StagedP50ms), fmtMS(s.StagedP99ms), s.Uploads)
+		}
+		tw.Flush()
 	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "%-*s\tcommits\ttxn/s\tlag p50\tlag p99\tlag max\tstaged p50\tstaged p99\tuploads\t\n", width, "scenario")
-	for _, s := range r.Scenarios {
-		fmt.Fprintf(tw, "%-*s\t%d\t%.1f\t%s\t%s\t%s\t%s\t%s\t%d\t\n", width, s.Name, s.Commits, s.Rate,
-			fmtMS(s.LagP50ms), fmtMS(s.LagP99ms), fmtMS(s.LagMaxms), fmtMS(s.StagedP50ms), fmtMS(s.StagedP99ms), s.Uploads)
+	if t := r.Throughput; t != nil {
+		each := time.Duration(t.Seconds * float64(time.Second)).Round(time.Millisecond)
+		fmt.Fprintf(w, "\nthroughput, one writer as fast as it can (%v each, in runs without/with/with/without):\n", each)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintf(tw, "without daemon   \t%d commits\t%.0f txn/s\t\n", t.WithoutCommits, t.WithoutRate)
+		fmt.Fprintf(tw, "with daemon      \t%d commits\t%.0f txn/s\t\n", t.WithCommits, t.WithRate)
+		fmt.Fprintf(tw, "ratio\t\t%.3f\t\n", t.Ratio)
+		tw.Flush()
 	}
-	tw.Flush()
-	t := r.Throughput
-	each := time.Duration(t.Seconds * float64(time.Second)).Round(time.Millisecond)
-	fmt.Fprintf(w, "\nthroughput, one writer as fast as it can (%v each, in runs without/with/with/without):\n", each)
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "without daemon   \t%d commits\t%.0f txn/s\t\n", t.WithoutCommits, t.WithoutRate)
-	fmt.Fprintf(tw, "with daemon      \t%d commits\t%.0f txn/s\t\n", t.WithCommits, t.WithRate)
-	fmt.Fprintf(tw, "ratio\t\t%.3f\t\n", t.Ratio)
-	tw.Flush()
 	fmt.Fprintln(w, "\ntargets:")
 	for _, k := range r.order {
 		verdict := "met"

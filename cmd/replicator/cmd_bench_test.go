@@ -74,3 +74,39 @@ func TestPercentile(t *testing.T) {
 		t.Errorf("p99 of one = %v", got)
 	}
 }
+
+// TestBenchOnly runs each half of the benchmark alone: the report holds
+// that half and only its verdicts; a bad -only is a usage error.
+func TestBenchOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon")
+	}
+	for _, tc := range []struct {
+		only                string
+		scenarios, verdicts int
+		throughput          bool
+	}{
+		{"throughput", 0, 1, true},
+		{"lag", 3, 4, false},
+	} {
+		t.Run(tc.only, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := []string{"bench", "-dir", t.TempDir(), "-duration", "100ms", "-sync-interval", "20ms", "-sparse", "2", "-only", tc.only, "-json"}
+			if code := run(args, &stdout, &stderr); code != exitOK {
+				t.Fatalf("bench exited %d\nstderr:\n%s", code, stderr.String())
+			}
+			var res benchResult
+			if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+				t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
+			}
+			if len(res.Scenarios) != tc.scenarios || (res.Throughput != nil) != tc.throughput || len(res.Targets) != tc.verdicts {
+				t.Errorf("-only %s: %d scenarios, throughput %v, %d verdicts; want %d, %v, %d",
+					tc.only, len(res.Scenarios), res.Throughput != nil, len(res.Targets), tc.scenarios, tc.throughput, tc.verdicts)
+			}
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"bench", "-only", "both"}, &stdout, &stderr); code != exitUsage {
+		t.Errorf("bench -only both exited %d, want %d (usage)", code, exitUsage)
+	}
+}

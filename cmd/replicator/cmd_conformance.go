@@ -15,14 +15,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"testing"
 	"text/tabwriter"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/conformance"
 	"github.com/sqlitereplicator/replicator/core/config"
-	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/host"
 )
 
@@ -53,6 +50,11 @@ type conformanceSpec struct {
 	Run         string        `json:"run,omitempty"`
 	Timeout     time.Duration `json:"timeout"`
 	Keep        bool          `json:"keep,omitempty"`
+	// Layers are the layers to run (layerStorage, layerReplication).
+	Layers []string `json:"layers"`
+	// Replicator is the executable the replication scenarios run as the
+	// daemon.
+	Replicator string `json:"replicator,omitempty"`
 }
 
 // settingFlags collects repeated -setting k=v flags.
@@ -95,7 +97,9 @@ func runConformance(ctx context.Context, e *env, args []string) error {
 		return runConformanceChild(e)
 	}
 	fs := newFlags(e, "conformance", "[flags] [REPLICA-URL...]\n\n"+
-		"Runs the storage contract suite against each backend given: a replica URL\n"+
+		"Runs the storage contract suite and the replication scenarios (the real\n"+
+		"daemon replicating and restoring through the backend, with restarts,\n"+
+		"kill -9, faults, fencing, damaged objects) against each backend given: a replica URL\n"+
 		"argument, -type TYPE with -setting flags, or a third-party plugin with\n"+
 		"-plugin PATH [-sha256 HEX] and -setting flags. Each test gets a fresh store:\n"+
 		"the -path-setting setting (default \"path\") is extended with a new sub-path\n"+
@@ -114,13 +118,26 @@ func runConformance(ctx context.Context, e *env, args []string) error {
 	strict := fs.Bool("strict", false, "count disabled tests (capabilities the backend lacks) as failures")
 	keep := fs.Bool("keep", false, "keep the objects the tests wrote")
 	verbose := fs.Bool("v", false, "print the full output of failing tests")
+	layer := fs.String("layer", "all", "the layers to run: `all`, storage (the storage contract) or replication (the daemon scenarios)")
+	replicator := fs.String("replicator", "", "the replicator executable the replication scenarios run as the daemon (default: this one)")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	layers, err := parseLayers(*layer)
+	if err != nil {
+		return err
+	}
+	if *replicator == "" {
+		if *replicator, err = os.Executable(); err != nil {
+			return err
+		}
+	} else if *replicator, err = filepath.Abs(*replicator); err != nil {
 		return err
 	}
 
 	runID := make([]byte, 4)
 	_, _ = rand.Read(runID)
-	base := conformanceSpec{PathSetting: *pathSetting, RunID: hex.EncodeToString(runID), Run: *runPat, Timeout: *timeout, Keep: *keep}
+	base := conformanceSpec{PathSetting: *pathSetting, RunID: hex.EncodeToString(runID), Run: *runPat, Timeout: *timeout, Keep: *keep, Layers: layers, Replicator: *replicator}
 	var specs []conformanceSpec
 	switch {
 	case *typ != "" && *pluginPath != "":
@@ -231,7 +248,7 @@ func runConformanceSpec(ctx context.Context, e *env, s conformanceSpec) (conform
 	if err != nil {
 		return conformanceRun{}, fmt.Errorf("%s: %w", s.Name, err)
 	}
-	fmt.Fprintf(e.stderr, "%s: plugin started, protocol %d; running the storage suite\n", s.Name, v)
+	fmt.Fprintf(e.stderr, "%s: plugin started, protocol %d; running the %s\n", s.Name, v, describeLayers(s.Layers))
 
 	self, err := os.Executable()
 	if err != nil {
@@ -253,6 +270,8 @@ func runConformanceSpec(ctx context.Context, e *env, s conformanceSpec) (conform
 		return conformanceRun{}, err
 	}
 	results, perr := conformance.ParseOutput(out, func(r conformance.Result) {
+		// A line per test of the storage suite, per scenario of the
+		// replication layer, as each ends.
 		line := fmt.Sprintf("%-8s %s/%s (%s)", strings.ToUpper(string(r.Status)), s.Name, r.Name, r.Elapsed.Round(time.Millisecond))
 		if r.Status != conformance.Pass && r.Message != "" {
 			line += ": " + firstLine(r.Message)
@@ -279,6 +298,7 @@ func runConformanceSpec(ctx context.Context, e *env, s conformanceSpec) (conform
 		// last test, or a failure in the clean-up of the suite.
 		results = append(results, conformance.Result{Name: "(suite)", Status: conformance.Error, Message: fmt.Sprintf("the suite failed outside any test: %v", werr), Output: strings.Split(strings.TrimSpace(stderr.String()), "\n")})
 	}
+	sortResults(results)
 	return conformanceRun{spec: s, results: results}, nil
 }
 
@@ -302,76 +322,25 @@ func runConformanceChild(e *env) error {
 	if err != nil {
 		return err
 	}
-	conformance.RunMain(&pluginHarness{p: p, spec: s}, s.Run, s.Timeout)
-	return nil // not reached: RunMain exits
-}
-
-// pluginHarness makes the suite's stores from one plugin process: a fresh
-// sub-path of the spec's path setting for every test.
-type pluginHarness struct {
-	p    *host.Plugin
-	spec conformanceSpec
-	n    atomic.Int64
-}
-
-func (h *pluginHarness) settings() map[string]string {
-	settings := make(map[string]string, len(h.spec.Settings)+1)
-	for k, v := range h.spec.Settings {
-		settings[k] = v
+	var (
+		storage   conformance.Harness
+		scenarios conformance.ScenarioHarness
+	)
+	if slices.Contains(s.Layers, layerStorage) {
+		storage = &pluginHarness{p: p, spec: s}
 	}
-	if ps := h.spec.PathSetting; ps != "" {
-		sub := fmt.Sprintf("conformance-%s/%04d", h.spec.RunID, h.n.Add(1))
-		if base := strings.TrimSuffix(settings[ps], "/"); base != "" {
-			sub = base + "/" + sub
-		}
-		settings[ps] = sub
-	}
-	return settings
-}
-
-func (h *pluginHarness) MakeStorage(ctx context.Context, t *testing.T) (sdk.Storage, error) {
-	settings := h.settings()
-	st, err := h.p.Open(ctx, settings)
-	if err != nil {
-		return nil, err
-	}
-	if !h.spec.Keep {
-		// Runs after the suite closed st: delete what the test left
-		// through a store of its own.
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := h.clean(ctx, settings); err != nil {
-				t.Logf("clean-up (not part of the verdict): %v", err)
-			}
-		})
-	}
-	return st, nil
-}
-
-// clean deletes every object of the store with settings.
-func (h *pluginHarness) clean(ctx context.Context, settings map[string]string) error {
-	st, err := h.p.Open(ctx, settings)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	var keys []string
-	if err := st.List(ctx, "", "", func(info sdk.ObjectInfo) error {
-		keys = append(keys, info.Key)
-		return nil
-	}); err != nil {
-		return err
-	}
-	for batch := range slices.Chunk(keys, 500) {
-		if err := st.Delete(ctx, batch...); err != nil {
+	if slices.Contains(s.Layers, layerReplication) {
+		// A plugin handle of its own: the storage suite closes its
+		// harness's when it ends.
+		q, err := conformancePlugin(e, s)
+		if err != nil {
 			return err
 		}
+		scenarios = &pluginHarness{p: q, spec: s, prefix: "scenario"}
 	}
-	return nil
+	conformance.RunLayersMain(storage, scenarios, s.Run, s.Timeout)
+	return nil // not reached: RunLayersMain exits
 }
-
-func (h *pluginHarness) Close() { h.p.Close() }
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -93,9 +94,17 @@ func wantAllPass(t *testing.T, code int, rep conformanceReport, stderr string) {
 func TestConformanceExamplePlugin(t *testing.T) {
 	t.Parallel()
 	bin := buildExamplePlugin(t)
+	replicator := buildReplicator(t)
 	dir := t.TempDir()
-	code, rep, stderr := runConformanceJSON(t, "-plugin", bin, "-sha256", sha256File(t, bin), "-setting", "path="+dir)
+	// Both layers: the storage suite and the replication scenarios, the
+	// daemon running the example plugin as a "type: plugin" replica.
+	code, rep, stderr := runConformanceJSON(t, "-plugin", bin, "-sha256", sha256File(t, bin), "-setting", "path="+dir, "-replicator", replicator)
 	wantAllPass(t, code, rep, stderr)
+	for _, name := range scenarioNames() {
+		if !slices.ContainsFunc(rep.Backends[0].Results, func(r conformanceResult) bool { return r.Test == name }) {
+			t.Errorf("no result for scenario %s", name)
+		}
+	}
 	if rep.Backends[0].Name != "storage-plugin" {
 		t.Errorf("backend named %q, want the executable's name", rep.Backends[0].Name)
 	}
@@ -134,7 +143,9 @@ func TestConformanceFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	junit := filepath.Join(t.TempDir(), "junit.xml")
-	code, rep, stderr := runConformanceJSON(t, "-type", "file", "-setting", "path="+dir, "-junit", junit)
+	// The storage layer only: TestConformanceMatrix runs the scenarios
+	// against file and the other backends.
+	code, rep, stderr := runConformanceJSON(t, "-layer", "storage", "-type", "file", "-setting", "path="+dir, "-junit", junit)
 	wantAllPass(t, code, rep, stderr)
 
 	data, err := os.ReadFile(junit)
@@ -152,7 +163,7 @@ func TestConformanceFile(t *testing.T) {
 	t.Run("Text", func(t *testing.T) {
 		var stdout, stderr bytes.Buffer
 		url := "file://" + filepath.ToSlash(dir)
-		if code := run([]string{"conformance", "-run", "Range", url}, &stdout, &stderr); code != exitOK {
+		if code := run([]string{"conformance", "-layer", "storage", "-run", "Range", url}, &stdout, &stderr); code != exitOK {
 			t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 		}
 		lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")

@@ -13,6 +13,7 @@ func runFollow(ctx context.Context, e *env, args []string) error {
 	interval := fs.Duration("interval", time.Second, "how often the replica is polled (one LIST request per poll)")
 	configPath := fs.String("config", "", "config file; the argument is then a database path")
 	replicaName := fs.String("replica", "", "with -config: the replica to follow (default: the first)")
+	keys := addKeyFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,6 +35,9 @@ func runFollow(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeFn()
+	if err := keys.apply(r); err != nil {
+		return err
+	}
 	e.log.Info("following", "replica", rc.String(), "output", *out, "interval", interval.String())
-	return follow.New(follow.Config{Replica: r, Path: *out, Interval: *interval, Logger: e.log}).Run(ctx)
+	return keyHint(follow.New(follow.Config{Replica: r, Path: *out, Interval: *interval, Logger: e.log}).Run(ctx))
 }

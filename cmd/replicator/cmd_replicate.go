@@ -26,11 +26,13 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 	addr := fs.String("addr", defaultAddr, `address serving /metrics, /healthz and /databases ("" disables); overrides addr: in the config`)
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info); overrides log-level: in the config")
 	logFormat := fs.String("log-format", "", "text or json (default text); overrides log-format: in the config")
+	keyFile := fs.String("key-file", "", "encrypt what is uploaded with the first key of this file (see docs/encryption.md); with -config, use encryption: in the file")
+	keyEnv := fs.String("key-env", "", "encrypt with the key in this environment variable")
 	execCmd := fs.String("exec", "", "run this command (the application) as a child; forward SIGINT/SIGTERM/SIGHUP to it; when it exits, sync a last time and exit with its exit code")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := replicateConfig(fs, *configPath)
+	cfg, err := replicateConfig(fs, *configPath, config.Encryption{KeyFile: *keyFile, KeyEnv: *keyEnv})
 	if err != nil {
 		return err
 	}
@@ -154,10 +156,14 @@ func newLogger(w io.Writer, format string, level slog.Leveler) *slog.Logger {
 
 // replicateConfig is the configuration replicate runs: the file, or one
 // database with replicas given by URL.
-func replicateConfig(fs *flag.FlagSet, configPath string) (*config.Config, error) {
+func replicateConfig(fs *flag.FlagSet, configPath string, enc config.Encryption) (*config.Config, error) {
 	switch {
 	case configPath != "" && fs.NArg() > 0:
 		return nil, usagef("give either -config FILE or DB_PATH REPLICA_URL..., not both")
+	case configPath != "" && enc != (config.Encryption{}):
+		return nil, usagef("-key-file and -key-env apply to DB_PATH REPLICA_URL...; with -config, give each database an encryption: setting")
+	case enc.KeyFile != "" && enc.KeyEnv != "":
+		return nil, usagef("give -key-file or -key-env, not both (a key file may hold several keys)")
 	case configPath != "":
 		cfg, err := config.Load(configPath)
 		if err != nil {
@@ -177,6 +183,7 @@ func replicateConfig(fs *flag.FlagSet, configPath string) (*config.Config, error
 			if fs.NArg() > 2 {
 				rc.Name = fmt.Sprintf("%s%d", rc.Type, i+1)
 			}
+			rc.Encryption = enc
 			db.Replicas = append(db.Replicas, rc)
 		}
 		return &config.Config{DBs: []config.DBConfig{db}, LogFormat: "text"}, nil

@@ -22,6 +22,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	ifReplicaExists := fs.Bool("if-replica-exists", false, "do nothing (exit 0) when there is no replica")
 	noIntegrity := fs.Bool("no-integrity-check", false, "skip PRAGMA integrity_check (the checksum is always verified)")
 	parallel := fs.Int("parallel", 8, "objects downloaded at once")
+	keys := addKeyFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -59,13 +60,16 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeFn()
+	if err := keys.apply(r); err != nil {
+		return err
+	}
 	res, err := restore.Run(ctx, r, t, *out, restore.Options{Parallel: *parallel, SkipIntegrityCheck: *noIntegrity, Logger: e.log})
 	if errors.Is(err, restore.ErrNoReplica) && *ifReplicaExists {
 		fmt.Fprintf(e.stdout, "no replica at %s; nothing to do\n", rc)
 		return nil
 	}
 	if err != nil {
-		return err
+		return keyHint(err)
 	}
 	fmt.Fprintf(e.stdout, "restored %s: generation %s, txid %d, committed %s, %d pages, checksum %s\n",
 		*out, res.Generation, res.TxID, res.CommitTime.UTC().Format(time.RFC3339Nano), res.Pages, res.Checksum)

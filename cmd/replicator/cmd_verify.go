@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 
 	"github.com/sqlitereplicator/replicator/core/config"
+	"github.com/sqlitereplicator/replicator/core/crypt"
 	"github.com/sqlitereplicator/replicator/core/localstate"
 	"github.com/sqlitereplicator/replicator/core/restore"
 	"github.com/sqlitereplicator/replicator/sdk"
@@ -52,6 +53,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 	stateDir := fs.String("state-dir", "", "with a DB_PATH: the daemon's state directory (default: beside the database)")
 	allowBehind := fs.Bool("allow-behind", false, "a replica behind the database is not an error (it is still checked for consistency)")
 	parallel := fs.Int("parallel", 8, "objects downloaded at once")
+	keys := addKeyFlags(fs)
 	usage := fs.Usage
 	fs.Usage = func() { usage(); fmt.Fprint(e.stderr, verifyHelp) }
 	if err := parseFlags(fs, args); err != nil {
@@ -73,6 +75,9 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer closeFn()
+	if err := keys.apply(r); err != nil {
+		return err
+	}
 
 	tmp, err := os.MkdirTemp("", "replicator-verify-")
 	if err != nil {
@@ -84,7 +89,7 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 		if restoreInconsistent(ctx, err) {
 			return exitError{exitReplicaInconsistent, fmt.Errorf("replica %s is inconsistent: %w", rc.Name, err)}
 		}
-		return err
+		return keyHint(err)
 	}
 	fmt.Fprintf(e.stdout, "replica %s: generation %s, txid %d, checksum %s: restores consistently and passes integrity_check\n",
 		rc.Name, res.Generation, res.TxID, res.Checksum)
@@ -133,7 +138,8 @@ func runVerify(ctx context.Context, e *env, args []string) error {
 // restoreInconsistent tells a restore that failed on the replica's content
 // from one that failed to reach it (storage errors, cancellation, no replica).
 func restoreInconsistent(ctx context.Context, err error) bool {
-	if ctx.Err() != nil || errors.Is(err, restore.ErrNoReplica) {
+	if ctx.Err() != nil || errors.Is(err, restore.ErrNoReplica) ||
+		errors.Is(err, crypt.ErrKeyRequired) || errors.Is(err, crypt.ErrWrongKey) {
 		return false
 	}
 	switch sdk.CodeOf(err) {

@@ -14,6 +14,8 @@ import (
 	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
+	"github.com/sqlitereplicator/replicator/core/watch"
+	"github.com/sqlitereplicator/replicator/sdk"
 )
 
 // daemon runs the databases and followers of one configuration, and moves
@@ -28,6 +30,9 @@ type daemon struct {
 	reg      *metrics.Registry
 	follows  *metrics.Follows
 	pool     *pluginPool
+	// watch tells every database of changes to its files: one inotify
+	// instance and one poll loop for the whole daemon.
+	watch *watch.Watcher
 
 	mu      sync.Mutex
 	dbs     map[string]*dbRun
@@ -60,7 +65,8 @@ type followRun struct {
 func newDaemon(e *env, flags config.Settings, stateDir string, reg *metrics.Registry) *daemon {
 	return &daemon{
 		e: e, flags: flags, stateDir: stateDir, reg: reg, follows: reg.RegisterFollows(), pool: newPluginPool(e),
-		dbs: map[string]*dbRun{}, fols: map[string]*followRun{}, dirErrs: map[string]string{},
+		watch: watch.New(watch.Options{Logger: e.log}),
+		dbs:   map[string]*dbRun{}, fols: map[string]*followRun{}, dirErrs: map[string]string{},
 		changed: make(chan struct{}, 1),
 	}
 }
@@ -180,15 +186,14 @@ func (d *daemon) settings(s config.Settings) replicate.Config {
 		Retention:           pick(s.Retention, f.Retention),
 		CompactionInterval:  s.CompactionInterval,
 		CheckpointPages:     s.CheckpointPages,
+		MaxLocalSize:        s.MaxLocalSize,
+		Watcher:             d.watch,
 		Logger:              d.e.log,
 		Metrics:             d.reg,
 	}
 }
 
 func (d *daemon) startDB(ctx context.Context, dc config.DBConfig, fromDir bool) error {
-	if err := checkSupported(dc.Settings); err != nil {
-		return fmt.Errorf("database %s: %w", dc.Path, err)
-	}
 	cfg := d.settings(dc.Settings)
 	cfg.Path = dc.Path
 	r := &dbRun{cfg: dc, done: make(chan struct{}), fromDir: fromDir}
@@ -199,7 +204,7 @@ func (d *daemon) startDB(ctx context.Context, dc config.DBConfig, fromDir bool) 
 		return err
 	}
 	for _, rc := range dc.Replicas {
-		rep, closeFn, err := d.pool.open(ctx, rc)
+		rep, closeFn, err := d.pool.open(ctx, rc, func(st sdk.Storage) sdk.Storage { return d.reg.Storage(dc.Path, rc.Name, st) })
 		if err != nil {
 			return fail(fmt.Errorf("database %s: %w", dc.Path, err))
 		}
@@ -235,17 +240,8 @@ func (d *daemon) startDB(ctx context.Context, dc config.DBConfig, fromDir bool) 
 	return nil
 }
 
-// checkSupported refuses settings this build parses but cannot honour, so
-// that nothing is silently ignored.
-func checkSupported(s config.Settings) error {
-	if s.Encryption != (config.Encryption{}) {
-		return errors.New("encryption is not supported by this version of replicator; remove the encryption setting")
-	}
-	return nil
-}
-
 func (d *daemon) startFollow(ctx context.Context, fc config.FollowConfig) error {
-	rep, closeFn, err := d.pool.open(ctx, fc.Replica)
+	rep, closeFn, err := d.pool.open(ctx, fc.Replica, func(st sdk.Storage) sdk.Storage { return d.reg.Storage(fc.Path, fc.Replica.Name, st) })
 	if err != nil {
 		return fmt.Errorf("follow %s: %w", fc.Path, err)
 	}
@@ -364,6 +360,7 @@ func (d *daemon) statuses() []replicate.Status {
 // with.
 func (d *daemon) wait() error {
 	d.wg.Wait()
+	d.watch.Close()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return errors.Join(d.failed...)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -57,16 +56,6 @@ type daemonProc struct {
 	cmd  *exec.Cmd
 	addr string
 	log  *syncBuffer
-}
-
-func testAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 func startDaemonProc(t *testing.T, bin, addr string, args ...string) *daemonProc {
@@ -128,7 +117,8 @@ func (d *daemonProc) waitFor(what string, timeout time.Duration, cond func() boo
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {
-			d.t.Fatalf("timed out after %s waiting for %s", timeout, what)
+			_, dbs := d.get("/databases")
+			d.t.Fatalf("timed out after %s waiting for %s; /databases:\n%s", timeout, what, dbs)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -231,7 +221,7 @@ func TestDaemonConfigReload(t *testing.T) {
 	}
 	bin := buildReplicator(t)
 	dir := t.TempDir()
-	addr := testAddr(t)
+	addr := loopbackAddr(t)
 	apps := map[string]*appDB{}
 	for _, n := range []string{"a", "b", "c", "d"} {
 		apps[n] = newAppDB(t, filepath.Join(dir, n+".db"))
@@ -346,5 +336,69 @@ func TestDaemonConfigReload(t *testing.T) {
 	}
 	if got := restoreRows(t, bin, rep("tenants/eu/t2.db"), 0); got != 1 {
 		t.Errorf("restore of t2 (picked up after reload): %d rows, want 1", got)
+	}
+}
+
+// TestDaemonEncryptedConfig: a database's encryption: setting encrypts
+// what the daemon uploads, a follow entry's opens it, and restore with
+// -config finds the key where the file says; without it, restore fails.
+func TestDaemonEncryptedConfig(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the daemon")
+	}
+	bin := buildReplicator(t)
+	dir := t.TempDir()
+	addr := loopbackAddr(t)
+	keyPath := filepath.Join(dir, "app.key")
+	if out, err := exec.Command(bin, "keygen", "-o", keyPath).CombinedOutput(); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	app := newAppDB(t, filepath.Join(dir, "app.db"))
+	const marker = "plaintext-marker-7f3a"
+	if _, err := app.db.Exec("INSERT INTO t (v) VALUES (?)", marker); err != nil {
+		t.Fatal(err)
+	}
+	app.n++
+	repDir := filepath.Join(dir, "replica")
+	follower := filepath.Join(dir, "follower.db")
+	cfgPath := filepath.Join(dir, "replicator.yml")
+	cfg := fmt.Sprintf("addr: %s\ndbs:\n  - path: %s\n    sync-interval: 50ms\n    encryption: {key-file: %s}\n    replicas: [{url: %q}]\n"+
+		"follow:\n  - path: %s\n    url: %q\n    interval: 100ms\n    encryption: {key-file: %s}\n",
+		addr, app.path, keyPath, "file://"+repDir, follower, "file://"+repDir, keyPath)
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonProc(t, bin, addr, "-config", cfgPath)
+	d.waitTxID(app.path, 1) // what was written before the start is txid 1
+	app.insert(4)
+	d.waitTxID(app.path, 1+4)
+	d.waitFor("the follower to apply", 20*time.Second, func() bool { return followRows(t, follower) == app.n })
+	d.stop()
+
+	err := filepath.WalkDir(repDir, func(p string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() {
+			return err
+		}
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), marker) {
+			t.Errorf("%s holds the database's plaintext", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "restored.db")
+	b, err := exec.Command(bin, "restore", "-o", out, "file://"+repDir).CombinedOutput()
+	if err == nil || !strings.Contains(string(b), "-key-file") {
+		t.Errorf("restore without the key: %v\n%s", err, b)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a failed restore left a file at -o")
+	}
+	if b, err := exec.Command(bin, "restore", "-config", cfgPath, "-o", out, app.path).CombinedOutput(); err != nil {
+		t.Fatalf("restore with -config: %v\n%s", err, b)
+	}
+	if got := followRows(t, out); got != app.n {
+		t.Errorf("restored %d rows, want %d", got, app.n)
 	}
 }

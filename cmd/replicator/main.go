@@ -60,8 +60,9 @@ func commands() []command {
 		{name: "snapshots", summary: "list the snapshots in a replica", run: runSnapshots},
 		{name: "segments", summary: "list the segments in a replica", run: runSegments},
 		{name: "plugins", summary: "list the storage backends and the protocol versions they speak", run: runPlugins},
-		{name: "conformance", summary: "run the storage contract suite against a backend or plugin and print a result matrix", run: runConformance},
+		{name: "conformance", summary: "run the storage contract suite and the replication scenarios against a backend or plugin; print a result matrix", run: runConformance},
 		{name: "bench", summary: "measure commit-to-replica lag and write throughput with and without the daemon", run: runBench},
+		{name: "keygen", summary: "print a new encryption key for -key-file or a key file (docs/encryption.md)", run: runKeygen},
 		{name: "version", summary: "print the version", run: runVersion},
 		{name: "plugin", summary: "serve a first-party storage plugin (used internally)", hidden: true, run: runPlugin},
 	}

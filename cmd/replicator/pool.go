@@ -7,7 +7,9 @@ import (
 	"sync"
 
 	"github.com/sqlitereplicator/replicator/core/config"
+	"github.com/sqlitereplicator/replicator/core/crypt"
 	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/host"
 )
 
@@ -30,8 +32,9 @@ func newPluginPool(e *env) *pluginPool {
 }
 
 // open starts (or reuses) the replica's plugin and opens its store. The
-// returned func closes the store and releases the plugin.
-func (pp *pluginPool) open(ctx context.Context, rc config.ReplicaConfig) (*replica.Replica, func(), error) {
+// returned func closes the store and releases the plugin. wrap, when not
+// nil, wraps the store (the daemon counts requests).
+func (pp *pluginPool) open(ctx context.Context, rc config.ReplicaConfig, wrap func(sdk.Storage) sdk.Storage) (*replica.Replica, func(), error) {
 	key, p, err := pp.acquire(rc)
 	if err != nil {
 		return nil, nil, err
@@ -51,7 +54,19 @@ func (pp *pluginPool) open(ctx context.Context, rc config.ReplicaConfig) (*repli
 		pp.release(key)
 		return nil, nil, fmt.Errorf("replica %s: prefix %q: %w", rc.Name, rc.Prefix, err)
 	}
-	return replica.New(rc.Name, pst, pp.e.log), func() { st.Close(); pp.release(key) }, nil
+	pst = injectFaults(pp.e, rc.Name, pst) // testing hook: REPLICATOR_FAULTS (faults.go)
+	if wrap != nil {
+		pst = wrap(pst)
+	}
+	r := replica.New(rc.Name, pst, pp.e.log)
+	if enc := rc.Encryption; enc != (config.Encryption{}) {
+		if r.Keys, err = crypt.LoadKey(enc.KeyFile, enc.KeyEnv); err != nil {
+			st.Close()
+			pp.release(key)
+			return nil, nil, fmt.Errorf("replica %s: encryption: %w", rc.Name, err)
+		}
+	}
+	return r, func() { st.Close(); pp.release(key) }, nil
 }
 
 func (pp *pluginPool) acquire(rc config.ReplicaConfig) (string, *host.Plugin, error) {
@@ -100,5 +115,5 @@ func (pp *pluginPool) release(key string) {
 // openReplica opens one replica with a plugin of its own, for the
 // commands that work on a single replica.
 func openReplica(ctx context.Context, e *env, rc config.ReplicaConfig) (*replica.Replica, func(), error) {
-	return newPluginPool(e).open(ctx, rc)
+	return newPluginPool(e).open(ctx, rc, nil)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,65 +13,6 @@ import (
 	"testing"
 	"time"
 )
-
-// toxiproxy is a proxy of the toxiproxy server scripts/test-servers.sh
-// runs: a storage outage is the proxy disabled.
-type toxiproxy struct {
-	t          *testing.T
-	api, name  string
-	listenAddr string
-}
-
-func newToxiproxy(t *testing.T, upstream string) *toxiproxy {
-	t.Helper()
-	api := os.Getenv("TEST_TOXIPROXY_ADDR")
-	if api == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("TEST_TOXIPROXY_ADDR is not set: CI must run the test servers (scripts/test-servers.sh)")
-		}
-		t.Skip("TEST_TOXIPROXY_ADDR is not set; run under scripts/test-servers.sh")
-	}
-	p := &toxiproxy{t: t, api: "http://" + api, name: fmt.Sprintf("prod-%d", time.Now().UnixNano())}
-	var out struct {
-		Listen string `json:"listen"`
-	}
-	p.call("POST", "/proxies", map[string]any{"name": p.name, "listen": "127.0.0.1:0", "upstream": upstream, "enabled": true}, &out)
-	p.listenAddr = out.Listen
-	t.Cleanup(func() { p.call("DELETE", "/proxies/"+p.name, nil, nil) })
-	return p
-}
-
-func (p *toxiproxy) call(method, path string, body any, out any) {
-	p.t.Helper()
-	var rd bytes.Buffer
-	if body != nil {
-		if err := json.NewEncoder(&rd).Encode(body); err != nil {
-			p.t.Fatal(err)
-		}
-	}
-	req, err := http.NewRequest(method, p.api+path, &rd)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		p.t.Fatalf("toxiproxy %s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		p.t.Fatalf("toxiproxy %s %s: %s", method, path, resp.Status)
-	}
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			p.t.Fatal(err)
-		}
-	}
-}
-
-func (p *toxiproxy) enable(on bool) {
-	p.t.Helper()
-	p.call("POST", "/proxies/"+p.name, map[string]any{"enabled": on}, nil)
-}
 
 // point is a position of a database: its txid and its row count there.
 type point struct {
@@ -99,10 +39,16 @@ func TestDaemonProduction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxy := newToxiproxy(t, endpoint.Host)
+	proxy := newProxy(t, endpoint.Host)
+	if proxy == nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("TEST_TOXIPROXY_ADDR is not set: CI must run the test servers (scripts/test-servers.sh)")
+		}
+		t.Skip("TEST_TOXIPROXY_ADDR is not set; run under scripts/test-servers.sh")
+	}
 	bin := buildReplicator(t)
 	dir := t.TempDir()
-	addr := testAddr(t)
+	addr := loopbackAddr(t)
 	names := []string{"orders", "users", "events"}
 	apps := map[string]*appDB{}
 	s3URL := func(n string) string {
@@ -112,7 +58,7 @@ func TestDaemonProduction(t *testing.T) {
 				q.Set(k, v)
 			}
 		}
-		q.Set("endpoint", "http://"+proxy.listenAddr)
+		q.Set("endpoint", "http://"+proxy.listen)
 		return fmt.Sprintf("s3://%s/%s/%s?%s", s3rc.Settings["bucket"], s3rc.Settings["path"], n, q.Encode())
 	}
 	fileURL := func(n string) string { return "file://" + filepath.Join(dir, "backup", n) }
@@ -170,7 +116,7 @@ func TestDaemonProduction(t *testing.T) {
 
 	// The S3 server goes away: the application is not slowed down, health
 	// says which replicas are behind, and they catch up when it is back.
-	proxy.enable(false)
+	proxy.setEnabled(t, false)
 	var slowest time.Duration
 	degraded := ""
 	for i := 0; i < 30; i++ {
@@ -188,7 +134,7 @@ func TestDaemonProduction(t *testing.T) {
 	if !strings.Contains(degraded, "offsite") {
 		t.Errorf("/healthz during the outage = %q, want degraded naming the offsite replicas", degraded)
 	}
-	proxy.enable(true)
+	proxy.setEnabled(t, true)
 	mark()
 	d.waitFor("/healthz to be ok again", 30*time.Second, func() bool { code, _ := d.get("/healthz"); return code == http.StatusOK })
 

@@ -25,10 +25,14 @@ const staleSyncs = 10
 
 // dbStatusJSON is one database in GET /databases.
 type dbStatusJSON struct {
-	DB           string              `json:"db"`
-	Generation   string              `json:"generation"`
-	TxID         uint64              `json:"txid"`
-	SyncInterval string              `json:"sync_interval"`
+	DB           string `json:"db"`
+	Generation   string `json:"generation"`
+	TxID         uint64 `json:"txid"`
+	SyncInterval string `json:"sync_interval"`
+	// StagedBytes is what the local state holds for the replicas;
+	// MaxLocalSize its limit (0: none).
+	StagedBytes  int64               `json:"staged_bytes"`
+	MaxLocalSize int64               `json:"max_local_size"`
 	Replicas     []replicaStatusJSON `json:"replicas"`
 }
 
@@ -40,26 +44,45 @@ type replicaStatusJSON struct {
 	LagSeconds float64    `json:"lag_seconds"`
 	LastSync   *time.Time `json:"last_sync,omitempty"`
 	LastError  string     `json:"last_error,omitempty"`
+	// RebaseSince is set while the replica awaits a re-base: when what it
+	// lacked was dropped from the local state.
+	RebaseSince *time.Time `json:"rebase_since,omitempty"`
 	// Status is "ok", "behind" (within the health threshold), or
-	// "degraded: REASON".
+	// "degraded: REASON[; REASON...]".
 	Status string `json:"status"`
 }
 
-// replicaHealth returns why the replica of st is unhealthy, or "".
+// replicaHealth returns why the replica of st is unhealthy, or "" (several
+// reasons are joined by "; ").
 func replicaHealth(st replicate.Status, r replicate.ReplicaStatus, now time.Time) string {
-	if r.Err != nil {
-		return fmt.Sprintf("last upload failed: %v", r.Err)
+	var why []string
+	if r.Backend != nil {
+		why = append(why, r.Backend.Error())
+	}
+	if r.Rebasing {
+		why = append(why, fmt.Sprintf("re-basing for %s: the local state outgrew max-local-size while the replica lagged, so what it lacked was dropped; "+
+			"it starts again from a fresh snapshot when its storage answers, and cannot restore the times in between",
+			now.Sub(r.RebaseSince).Round(time.Second)))
 	}
 	behind := r.Generation != st.Generation || r.TxID < st.TxID
-	if !behind {
-		return ""
-	}
 	since := r.LastSync
 	if since.IsZero() {
 		since = st.Opened
 	}
-	if d := now.Sub(since); d > staleSyncs*st.SyncInterval {
-		return fmt.Sprintf("no successful sync for %s (sync-interval %s)", d.Round(time.Second), st.SyncInterval)
+	switch d := now.Sub(since); {
+	case r.Err != nil:
+		why = append(why, fmt.Sprintf("last upload failed: %v", r.Err))
+	case behind && d > staleSyncs*st.SyncInterval:
+		why = append(why, fmt.Sprintf("no successful sync for %s (sync-interval %s)", d.Round(time.Second), st.SyncInterval))
+	}
+	return strings.Join(why, "; ")
+}
+
+// dbHealth returns why the database's own state is unhealthy, or "".
+func dbHealth(st replicate.Status) string {
+	if st.MaxLocalSize > 0 && st.StagedBytes > st.MaxLocalSize {
+		return fmt.Sprintf("the local state holds %d bytes for the replicas, over max-local-size %d: what is left is needed for crash recovery or a re-base",
+			st.StagedBytes, st.MaxLocalSize)
 	}
 	return ""
 }
@@ -68,6 +91,9 @@ func replicaHealth(st replicate.Status, r replicate.ReplicaStatus, now time.Time
 func healthReasons(sts []replicate.Status, now time.Time) []string {
 	var out []string
 	for _, st := range sts {
+		if why := dbHealth(st); why != "" {
+			out = append(out, fmt.Sprintf("database %s: %s", st.Path, why))
+		}
 		for _, r := range st.Replicas {
 			if why := replicaHealth(st, r, now); why != "" {
 				out = append(out, fmt.Sprintf("replica %s of %s: %s", r.Name, st.Path, why))
@@ -80,7 +106,8 @@ func healthReasons(sts []replicate.Status, now time.Time) []string {
 func statusJSON(sts []replicate.Status, now time.Time) []dbStatusJSON {
 	out := []dbStatusJSON{}
 	for _, st := range sts {
-		d := dbStatusJSON{DB: st.Path, Generation: st.Generation, TxID: st.TxID, SyncInterval: st.SyncInterval.String(), Replicas: []replicaStatusJSON{}}
+		d := dbStatusJSON{DB: st.Path, Generation: st.Generation, TxID: st.TxID, SyncInterval: st.SyncInterval.String(),
+			StagedBytes: st.StagedBytes, MaxLocalSize: max(st.MaxLocalSize, 0), Replicas: []replicaStatusJSON{}}
 		for _, r := range st.Replicas {
 			rj := replicaStatusJSON{Name: r.Name, Generation: r.Generation, TxID: r.TxID, LagSeconds: r.Lag.Seconds(), Status: "ok"}
 			if !r.LastSync.IsZero() {
@@ -89,6 +116,10 @@ func statusJSON(sts []replicate.Status, now time.Time) []dbStatusJSON {
 			}
 			if r.Err != nil {
 				rj.LastError = r.Err.Error()
+			}
+			if r.Rebasing {
+				t := r.RebaseSince.UTC()
+				rj.RebaseSince = &t
 			}
 			if why := replicaHealth(st, r, now); why != "" {
 				rj.Status = "degraded: " + why

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -156,5 +157,52 @@ func TestHealthStale(t *testing.T) {
 	}
 	if sts[0] != "ok" || sts[1] != "behind" || !strings.HasPrefix(sts[2], "degraded: no successful sync") || js[0].Replicas[3].LastSync != nil {
 		t.Errorf("statuses %q", sts)
+	}
+}
+
+// TestHealthOutageReasons: a replica awaiting a re-base, a plugin that is
+// restarting, and a local state over its limit each degrade /healthz with
+// a reason that names them; a caught-up replica with none stays healthy.
+func TestHealthOutageReasons(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	base := replicate.Status{Path: "/a.db", Generation: "g", TxID: 10, SyncInterval: time.Second, Opened: now.Add(-time.Hour),
+		StagedBytes: 100, MaxLocalSize: 1000}
+	for _, tc := range []struct {
+		name   string
+		staged int64
+		r      replicate.ReplicaStatus
+		want   []string
+	}{
+		{name: "healthy", r: replicate.ReplicaStatus{Name: "s3", Generation: "g", TxID: 10}},
+		{name: "rebasing", r: replicate.ReplicaStatus{Name: "s3", Generation: "g", TxID: 3, LastSync: now, Rebasing: true, RebaseSince: now.Add(-90 * time.Second)},
+			want: []string{"replica s3 of /a.db: re-basing for 1m30s: the local state outgrew max-local-size"}},
+		{name: "rebasing and failing", r: replicate.ReplicaStatus{Name: "s3", Generation: "g", TxID: 3, Rebasing: true, RebaseSince: now, Err: errors.New("boom")},
+			want: []string{"replica s3 of /a.db: re-basing for 0s", "; last upload failed: boom"}},
+		{name: "plugin restarting", r: replicate.ReplicaStatus{Name: "s3", Generation: "g", TxID: 10,
+			Backend: errors.New("plugin s3 restarting: attempt 4, next in 400ms (the plugin process exited)")},
+			want: []string{"replica s3 of /a.db: plugin s3 restarting: attempt 4, next in 400ms"}},
+		{name: "over the limit", staged: 5000, r: replicate.ReplicaStatus{Name: "s3", Generation: "g", TxID: 10},
+			want: []string{"database /a.db: the local state holds 5000 bytes for the replicas, over max-local-size 1000"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := base
+			if tc.staged != 0 {
+				st.StagedBytes = tc.staged
+			}
+			st.Replicas = []replicate.ReplicaStatus{tc.r}
+			got := strings.Join(healthReasons([]replicate.Status{st}, now), "|")
+			if len(tc.want) == 0 && got != "" {
+				t.Fatalf("reasons %q, want none", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Fatalf("reasons %q, want %q in them", got, w)
+				}
+			}
+			js := statusJSON([]replicate.Status{st}, now)
+			if rs := js[0].Replicas[0]; (rs.RebaseSince != nil) != tc.r.Rebasing || js[0].MaxLocalSize != 1000 {
+				t.Fatalf("databases JSON %+v", js[0])
+			}
+		})
 	}
 }

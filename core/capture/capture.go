@@ -188,6 +188,9 @@ func (c *Capturer) leapfrog(ctx context.Context) error {
 func (c *Capturer) lockWrite(ctx context.Context) error {
 	if c.locked == 0 {
 		if _, err := c.writer.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+			// A BEGIN cut short by cancellation may still have taken the
+			// lock: never leave the application waiting on it.
+			_, _ = c.writer.ExecContext(context.Background(), "ROLLBACK")
 			return fmt.Errorf("take the write lock: %w", err)
 		}
 	}

@@ -177,6 +177,9 @@ func (p *parser) config(fc *fileConfig) (*Config, error) {
 		if err != nil {
 			return nil, err
 		}
+		for i := range reps {
+			reps[i].Encryption = s.Encryption
+		}
 		if fd.Dir != "" {
 			d := DirConfig{Pattern: fd.Pattern, Recursive: fd.Recursive, Settings: s, Replicas: reps, Line: line}
 			if d.Dir, err = filepath.Abs(fd.Dir); err != nil {
@@ -263,6 +266,12 @@ func (p *parser) follow(line int, ff fileFollow) (FollowConfig, error) {
 		}
 	default:
 		return f, fmt.Errorf("%s: follow entry has no url or replica to follow", where)
+	}
+	if e := ff.Encryption; e.KeyFile != "" || e.KeyEnv != "" {
+		if e.KeyFile != "" && e.KeyEnv != "" {
+			return f, fmt.Errorf("%s: encryption has both key-file and key-env; give one", where)
+		}
+		f.Replica.Encryption = Encryption(e)
 	}
 	if ff.Interval != "" {
 		if f.Interval, err = parseDuration(ff.Interval); err != nil || f.Interval == 0 {

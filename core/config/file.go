@@ -54,10 +54,11 @@ type fileDB struct {
 }
 
 type fileFollow struct {
-	Path     string    `yaml:"path"`
-	URL      string    `yaml:"url"`
-	Replica  yaml.Node `yaml:"replica"`
-	Interval string    `yaml:"interval"`
+	Path       string         `yaml:"path"`
+	URL        string         `yaml:"url"`
+	Replica    yaml.Node      `yaml:"replica"`
+	Interval   string         `yaml:"interval"`
+	Encryption fileEncryption `yaml:"encryption"`
 }
 
 // parseDuration reads a duration like 1s, 30m or 720h; "0" is zero.
@@ -105,10 +106,12 @@ func (p *parser) settings(line int, fs fileSettings, defaults Settings) (Setting
 		}
 		s.CheckpointPages = n
 	}
-	if fs.MaxLocalSize != "" {
+	if fs.MaxLocalSize == "unlimited" {
+		s.MaxLocalSize = -1
+	} else if fs.MaxLocalSize != "" {
 		n, err := humanize.ParseBytes(fs.MaxLocalSize)
 		if err != nil || n == 0 || n > 1<<62 {
-			return s, fmt.Errorf("%s: max-local-size %q must be a size like 512MiB or 10GB", where, fs.MaxLocalSize)
+			return s, fmt.Errorf("%s: max-local-size %q must be a size like 512MiB or 10GB, or unlimited", where, fs.MaxLocalSize)
 		}
 		s.MaxLocalSize = int64(n)
 	}

@@ -23,6 +23,7 @@ dbs:
   - path: /data/a.db
     replicas: [{type: file, path: /b}]
   - path: /data/b.db
+    max-local-size: unlimited
     sync-interval: 250ms
     checkpoint-pages: 800
     encryption: {key-env: $KEYVAR}
@@ -38,6 +39,7 @@ follow:
     interval: 5s
   - path: /replica/other.db
     replica: {type: s3, bucket: x}
+    encryption: {key-file: /etc/k}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -49,8 +51,14 @@ follow:
 	if a.SyncInterval != 2*time.Second || a.Retention != 720*time.Hour || a.MaxLocalSize != 512<<20 || a.CompactionInterval != -1 {
 		t.Errorf("a.db did not take the defaults: %+v", a.Settings)
 	}
-	if b.SyncInterval != 250*time.Millisecond || b.Retention != 720*time.Hour || b.CheckpointPages != 800 || b.Encryption.KeyEnv != "APPKEY" {
+	if b.SyncInterval != 250*time.Millisecond || b.Retention != 720*time.Hour || b.CheckpointPages != 800 || b.MaxLocalSize != -1 || b.Encryption.KeyEnv != "APPKEY" {
 		t.Errorf("b.db settings: %+v", b.Settings)
+	}
+	if b.Replicas[0].Encryption.KeyEnv != "APPKEY" || a.Replicas[0].Encryption != (Encryption{}) {
+		t.Errorf("a database's encryption must reach its replicas (and only its own): %+v, %+v", b.Replicas[0].Encryption, a.Replicas[0].Encryption)
+	}
+	if c.Follows[1].Replica.Encryption.KeyFile != "/etc/k" {
+		t.Errorf("follow entry's encryption = %+v", c.Follows[1].Replica.Encryption)
 	}
 	if r := b.Replicas[0]; r.Type != "plugin" || r.Plugin != "/usr/lib/hashdir" || r.SHA256 != "abcd" || r.Name != "hashdir" || r.Settings["path"] != "/srv/h" {
 		t.Errorf("named plugin replica = %+v", r)

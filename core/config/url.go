@@ -26,6 +26,9 @@ type ReplicaConfig struct {
 	// Prefix, when not empty, is prepended (with a slash) to every key the
 	// replica stores: a database of a dir entry lives under its own path.
 	Prefix string
+	// Encryption names the key of the replica's objects: its database's
+	// encryption setting, or a follow entry's.
+	Encryption Encryption
 	// Line is where the replica was defined in the config file (0 for a URL).
 	Line int
 }

@@ -47,7 +47,7 @@ func (f *Follower) applySegment(ctx context.Context, o replica.Object) (int, err
 	if _, err := file.Seek(0, io.SeekStart); err != nil {
 		return 0, err
 	}
-	rd, err := segment.NewReader(file)
+	rd, err := segment.NewReaderOptions(file, f.r.ReaderOptions())
 	if err != nil {
 		return 0, err
 	}

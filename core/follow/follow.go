@@ -23,6 +23,7 @@ import (
 
 	_ "modernc.org/sqlite" // the "sqlite" driver
 
+	"github.com/sqlitereplicator/replicator/core/crypt"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/restore"
 	"github.com/sqlitereplicator/replicator/core/segment"
@@ -31,6 +32,7 @@ import (
 
 // Config configures a Follower.
 type Config struct {
+	// Replica is followed; its Keys open encrypted objects.
 	Replica *replica.Replica
 	// Path is the local database; it is created by a restore when missing.
 	Path string
@@ -136,7 +138,8 @@ func (f *Follower) update(fn func(s *Stats)) {
 	f.mu.Unlock()
 }
 
-// Run follows until ctx is done (it then returns nil) or a fatal error.
+// Run follows until ctx is done (it then returns nil) or a fatal error; an
+// object whose encryption key is not in the replica's Keys is one.
 // Transient errors (the replica unreachable, a corrupt download) are
 // logged and retried at the next interval.
 func (f *Follower) Run(ctx context.Context) error {
@@ -159,7 +162,10 @@ func (f *Follower) Run(ctx context.Context) error {
 				s.LastPoll = time.Now()
 			}
 		})
-		if errors.Is(err, ErrFatal) {
+		// A missing key does not come back by waiting: the user must
+		// restart with it (docs/encryption.md: give readers a new key
+		// before the daemon writes with it).
+		if errors.Is(err, ErrFatal) || errors.Is(err, crypt.ErrKeyRequired) || errors.Is(err, crypt.ErrWrongKey) {
 			return err
 		}
 		if err != nil {

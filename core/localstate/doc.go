@@ -10,7 +10,8 @@
 //	pagehash                   per-page hashes of the database at some txid <= position's (see Hashes)
 //	segments/<gen>/<min:016x>-<max:016x>.segment
 //	                           captured transactions, durable before they are uploaded
-//	replicas/<name>.json       the position each replica has durably stored
+//	replicas/<name>.json       the position each replica has durably stored, and
+//	                           whether it awaits a re-base (see ReplicaPosition.Rebase)
 //
 // Every file is written to a temporary name, fsynced, renamed into place and
 // its directory fsynced, so a crash leaves the old version or the new one.

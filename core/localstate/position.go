@@ -64,6 +64,14 @@ type ReplicaPosition struct {
 	// Snapshot is the txid of the last snapshot uploaded in Generation.
 	Snapshot uint64    `json:"snapshot"`
 	Updated  time.Time `json:"updated"`
+	// Rebase is set when the staged objects this replica still lacked were
+	// dropped because the local state outgrew its limit (max-local-size):
+	// the replica cannot continue its chain from TxID and must start again
+	// from a snapshot taken after RebaseSince. Kept here so that a
+	// restarted daemon still knows; cleared once a snapshot bridged the gap
+	// or the replica caught up.
+	Rebase      bool      `json:"rebase,omitempty"`
+	RebaseSince time.Time `json:"rebase_since,omitzero"`
 }
 
 // LoadReplica returns the stored position of replica name, ok=false when

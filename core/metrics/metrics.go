@@ -27,6 +27,9 @@ type ReplicaState struct {
 	TxID     uint64
 	Lag      time.Duration // since the oldest captured commit the replica lacks; 0 when caught up
 	LastSync time.Time     // last successful sync; zero if none since start
+	// Rebasing is set while the replica waits to be re-based on a fresh
+	// snapshot because the local state outgrew its limit.
+	Rebasing bool
 }
 
 // DBState is one database's state at scrape time.
@@ -34,6 +37,8 @@ type DBState struct {
 	DB              string
 	TxID            uint64
 	LocalStateBytes int64
+	// LocalStateLimit is the configured max-local-size; <= 0 is unlimited.
+	LocalStateLimit int64
 	Replicas        []ReplicaState
 }
 
@@ -47,6 +52,8 @@ type Registry struct {
 	checkpoints    *prometheus.CounterVec
 	generations    *prometheus.CounterVec
 	pluginRestarts *prometheus.CounterVec
+	rebases        *prometheus.CounterVec
+	storage        *storageMetrics
 
 	mu      sync.Mutex
 	next    int
@@ -66,6 +73,10 @@ var (
 		"Time since the oldest captured transaction the replica does not hold yet; 0 when caught up.", []string{"db", "replica"}, nil)
 	descLastSync = prometheus.NewDesc("replicator_replica_last_sync_timestamp_seconds",
 		"Unix time of the replica's last successful sync (0: none since the daemon started).", []string{"db", "replica"}, nil)
+	descLocalLimit = prometheus.NewDesc("replicator_local_state_limit_bytes",
+		"The database's max-local-size: past it, replicas that lag are re-based (0: unlimited).", []string{"db"}, nil)
+	descRebasing = prometheus.NewDesc("replicator_replica_rebasing",
+		"1 while the replica waits to be re-based on a fresh snapshot (the local state outgrew max-local-size while it lagged), else 0.", []string{"db", "replica"}, nil)
 )
 
 // New returns an empty Registry, with the Go runtime and process
@@ -82,8 +93,8 @@ func New() *Registry {
 	}, []string{"db", "replica", "operation", "result"})
 	r.checkpoints = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "replicator_checkpoints_total",
-		Help: "Checkpoints the daemon ran, by result (ok; skipped: the application held the write lock; error).",
-	}, []string{"db", "result"})
+		Help: "Checkpoints the daemon ran, by SQLite checkpoint mode and result (ok; skipped: the application held the write lock; error).",
+	}, []string{"db", "mode", "result"})
 	r.generations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "replicator_generations_total",
 		Help: "New generations started, by reason.",
@@ -92,7 +103,13 @@ func New() *Registry {
 		Name: "replicator_plugin_restarts_total",
 		Help: "Restarts of an out-of-process storage plugin.",
 	}, []string{"plugin"})
-	r.reg.MustRegister(r.uploadBytes, r.uploadRequests, r.checkpoints, r.generations, r.pluginRestarts,
+	r.rebases = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replicator_replica_rebases_total",
+		Help: "Times a lagging replica was marked for a re-base because the local state outgrew max-local-size.",
+	}, []string{"db", "replica"})
+	r.storage = newStorageMetrics()
+	r.reg.MustRegister(r.uploadBytes, r.uploadRequests, r.checkpoints, r.generations, r.pluginRestarts, r.rebases,
+		r.storage.requests, r.storage.bytes,
 		stateCollector{r},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r
@@ -139,13 +156,29 @@ func (r *Registry) Upload(db, replica, operation string, bytes int64, err error)
 	}
 }
 
-// Checkpoint counts a checkpoint with result ResultOK, ResultSkipped or
-// ResultError.
-func (r *Registry) Checkpoint(db, res string) {
+// Checkpoint modes, the "mode" label: SQLite's names, lower case.
+const (
+	ModePassive  = "passive"
+	ModeFull     = "full"
+	ModeRestart  = "restart"
+	ModeTruncate = "truncate"
+)
+
+// Checkpoint counts a checkpoint in mode (ModePassive...) with result
+// ResultOK, ResultSkipped or ResultError.
+func (r *Registry) Checkpoint(db, mode, res string) {
 	if r == nil {
 		return
 	}
-	r.checkpoints.WithLabelValues(db, res).Inc()
+	r.checkpoints.WithLabelValues(db, mode, res).Inc()
+}
+
+// Rebase counts a replica marked for a re-base.
+func (r *Registry) Rebase(db, replica string) {
+	if r == nil {
+		return
+	}
+	r.rebases.WithLabelValues(db, replica).Inc()
 }
 
 // Generation counts a new generation.
@@ -178,7 +211,7 @@ func result(err error) string {
 type stateCollector struct{ r *Registry }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descTracked, descDBTxID, descLocalState, descReplicaTxID, descReplicaLag, descLastSync} {
+	for _, d := range []*prometheus.Desc{descTracked, descDBTxID, descLocalState, descLocalLimit, descReplicaTxID, descReplicaLag, descLastSync, descRebasing} {
 		ch <- d
 	}
 }
@@ -195,6 +228,7 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		s := fn()
 		ch <- prometheus.MustNewConstMetric(descDBTxID, prometheus.GaugeValue, float64(s.TxID), s.DB)
 		ch <- prometheus.MustNewConstMetric(descLocalState, prometheus.GaugeValue, float64(s.LocalStateBytes), s.DB)
+		ch <- prometheus.MustNewConstMetric(descLocalLimit, prometheus.GaugeValue, float64(max(s.LocalStateLimit, 0)), s.DB)
 		for _, rs := range s.Replicas {
 			ch <- prometheus.MustNewConstMetric(descReplicaTxID, prometheus.GaugeValue, float64(rs.TxID), s.DB, rs.Name)
 			ch <- prometheus.MustNewConstMetric(descReplicaLag, prometheus.GaugeValue, rs.Lag.Seconds(), s.DB, rs.Name)
@@ -203,6 +237,11 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ts = float64(rs.LastSync.UnixNano()) / 1e9
 			}
 			ch <- prometheus.MustNewConstMetric(descLastSync, prometheus.GaugeValue, ts, s.DB, rs.Name)
+			var rebasing float64
+			if rs.Rebasing {
+				rebasing = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descRebasing, prometheus.GaugeValue, rebasing, s.DB, rs.Name)
 		}
 	}
 }

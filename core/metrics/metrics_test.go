@@ -86,22 +86,25 @@ func TestExposition(t *testing.T) {
 	reg.Upload("/d.db", "s3", "segment", 100, nil)
 	reg.Upload("/d.db", "s3", "segment", 50, nil)
 	reg.Upload("/d.db", "s3", "snapshot", 10, errors.New("boom"))
-	reg.Checkpoint("/d.db", metrics.ResultOK)
-	reg.Checkpoint("/d.db", metrics.ResultSkipped)
+	reg.Checkpoint("/d.db", metrics.ModePassive, metrics.ResultOK)
+	reg.Checkpoint("/d.db", metrics.ModePassive, metrics.ResultSkipped)
 	reg.Generation("/d.db", "")
 	reg.PluginRestart("sftp")
+	reg.Rebase("/d.db", "s3")
 	sync := time.Unix(1700000000, 500e6)
 	untrack := reg.Track(func() metrics.DBState {
-		return metrics.DBState{DB: `/x"y.db`, TxID: 42, LocalStateBytes: 4096,
-			Replicas: []metrics.ReplicaState{{Name: "s3", TxID: 40, Lag: 1500 * time.Millisecond, LastSync: sync}}}
+		return metrics.DBState{DB: `/x"y.db`, TxID: 42, LocalStateBytes: 4096, LocalStateLimit: 1 << 20,
+			Replicas: []metrics.ReplicaState{{Name: "s3", TxID: 40, Lag: 1500 * time.Millisecond, LastSync: sync},
+				{Name: "gcs", TxID: 7, Rebasing: true}}}
 	})
 	got := scrape(t, reg)
 	want := map[string]float64{
 		`replicator_replica_upload_requests_total{db="/d.db",replica="s3",operation="segment",result="ok"}`:     2,
 		`replicator_replica_upload_bytes_total{db="/d.db",replica="s3",operation="segment",result="ok"}`:        150,
 		`replicator_replica_upload_requests_total{db="/d.db",replica="s3",operation="snapshot",result="error"}`: 1,
-		`replicator_checkpoints_total{db="/d.db",result="ok"}`:                                                  1,
-		`replicator_checkpoints_total{db="/d.db",result="skipped"}`:                                             1,
+		`replicator_checkpoints_total{db="/d.db",mode="passive",result="ok"}`:                                   1,
+		`replicator_checkpoints_total{db="/d.db",mode="passive",result="skipped"}`:                              1,
+		`replicator_replica_rebases_total{db="/d.db",replica="s3"}`:                                             1,
 		`replicator_generations_total{db="/d.db",reason="unknown"}`:                                             1,
 		`replicator_plugin_restarts_total{plugin="sftp"}`:                                                       1,
 		`replicator_databases`:                                                       1,
@@ -110,19 +113,24 @@ func TestExposition(t *testing.T) {
 		`replicator_replica_txid{db="/x\"y.db",replica="s3"}`:                        40,
 		`replicator_replica_lag_seconds{db="/x\"y.db",replica="s3"}`:                 1.5,
 		`replicator_replica_last_sync_timestamp_seconds{db="/x\"y.db",replica="s3"}`: 1700000000.5,
+		`replicator_local_state_limit_bytes{db="/x\"y.db"}`:                          1 << 20,
+		`replicator_replica_rebasing{db="/x\"y.db",replica="s3"}`:                    0,
+		`replicator_replica_rebasing{db="/x\"y.db",replica="gcs"}`:                   1,
+		`replicator_replica_txid{db="/x\"y.db",replica="gcs"}`:                       7,
 	}
 	for k, v := range want {
-		if got[norm(k)] != v {
+		if g, ok := got[norm(k)]; !ok || g != v {
 			t.Errorf("%s = %v, want %v", k, got[norm(k)], v)
 		}
 	}
 	untrack()
-	if got := scrape(t, reg); got[norm(`replicator_databases`)] != 0 || len(got) != 9 {
+	if got := scrape(t, reg); got[norm(`replicator_databases`)] != 0 || len(got) != 10 {
 		t.Errorf("after untrack: %v", got)
 	}
 	var nilReg *metrics.Registry // a nil registry records nothing and does not panic
 	nilReg.Upload("a", "b", "segment", 1, nil)
-	nilReg.Checkpoint("a", metrics.ResultOK)
+	nilReg.Checkpoint("a", metrics.ModePassive, metrics.ResultOK)
+	nilReg.Rebase("a", "b")
 	nilReg.Generation("a", "x")
 	nilReg.Track(nil)()
 	nilReg.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/metrics", nil))

@@ -55,6 +55,15 @@ func (s *prefixed) List(ctx context.Context, prefix, startAfter string, fn func(
 	})
 }
 
+// Health passes on the wrapped store's state (a plugin restarting), which
+// /healthz reports.
+func (s *prefixed) Health() error {
+	if h, ok := s.Storage.(interface{ Health() error }); ok {
+		return h.Health()
+	}
+	return nil
+}
+
 func (s *prefixed) Delete(ctx context.Context, keys ...string) error {
 	full := make([]string, len(keys))
 	for i, k := range keys {

@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sqlitereplicator/replicator/core/crypt"
 	"github.com/sqlitereplicator/replicator/core/segment"
 	"github.com/sqlitereplicator/replicator/sdk"
 )
@@ -33,6 +34,17 @@ type Replica struct {
 	log  *slog.Logger
 	// Retries is how many times a transient failure is retried.
 	Retries int
+	// Keys, when set, turns on client-side encryption: Upload encrypts
+	// plaintext objects with Keys.Primary(), and Download (and whoever
+	// reads what it downloaded, through Keys) opens objects sealed with
+	// any of them. Downloaded files stay as stored, encrypted. nil
+	// uploads plaintext and reads only plaintext objects.
+	Keys *crypt.Keyring
+}
+
+// ReaderOptions returns the options that open this replica's objects.
+func (r *Replica) ReaderOptions() segment.ReaderOptions {
+	return segment.ReaderOptions{Keys: r.Keys}
 }
 
 // New returns a Replica over st.
@@ -169,7 +181,9 @@ func parseKey(gen, rest string) (Object, bool) {
 }
 
 // Upload stores the object read from the local file path, retrying
-// transient failures with a fresh read each time.
+// transient failures with a fresh read each time. With Keys set, a
+// plaintext file is encrypted on the way (a new salt on every attempt); a
+// file that is already encrypted (compaction's output) is stored as it is.
 func (r *Replica) Upload(ctx context.Context, o Object, path string) error {
 	key, err := Key(o)
 	if err != nil {
@@ -181,16 +195,67 @@ func (r *Replica) Upload(ctx context.Context, o Object, path string) error {
 			return err
 		}
 		defer f.Close()
-		if _, err := r.st.Put(ctx, key, f, sdk.PutOptions{}); err != nil {
+		encrypt, err := r.needsSealing(f)
+		if err != nil {
+			return fmt.Errorf("upload %s to %s: %w", key, r.Name, err)
+		}
+		if encrypt {
+			err = r.putSealed(ctx, key, f)
+		} else {
+			_, err = r.st.Put(ctx, key, f, sdk.PutOptions{})
+		}
+		if err != nil {
 			return fmt.Errorf("upload %s to %s: %w", key, r.Name, err)
 		}
 		return nil
 	})
 }
 
+// needsSealing reports whether the object in f is plaintext and must be
+// encrypted before it is stored, and rewinds f.
+func (r *Replica) needsSealing(f *os.File) (bool, error) {
+	if r.Keys.Primary() == nil {
+		return false, nil
+	}
+	h, err := segment.ReadHeader(f)
+	if err != nil {
+		return false, fmt.Errorf("read local header: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return false, err
+	}
+	return h.Encryption == segment.EncryptionNone, nil
+}
+
+// putSealed stores the plaintext object in src encrypted under the primary
+// key, streaming (the object is never whole in memory or on disk) and
+// without compressing it again (segment.Seal).
+func (r *Replica) putSealed(ctx context.Context, key string, src io.Reader) error {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := segment.Seal(pw, src, r.Keys.Primary())
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	_, err := r.st.Put(ctx, key, pr, sdk.PutOptions{})
+	// Unblocks the encoder if Put stopped reading early.
+	pr.CloseWithError(errors.New("upload ended"))
+	if encErr := <-done; encErr != nil && err == nil {
+		// Put succeeded with what it read, yet encoding failed: cannot
+		// happen with a conforming store (the pipe reported the error),
+		// but never report success for an object that was not whole.
+		err = fmt.Errorf("encrypting: %w", encErr)
+	}
+	return err
+}
+
 // Download copies object o into w, verifying it completely (trailer
-// checksum, page order, header) before returning its header. A corrupted
-// or truncated object is an error wrapping segment.ErrCorrupt.
+// checksum, page order, header; the seal of an encrypted object) before
+// returning its header. A corrupted or truncated object is an error
+// wrapping segment.ErrCorrupt; an encrypted one without its key in Keys,
+// crypt.ErrKeyRequired or crypt.ErrWrongKey. w receives the object as
+// stored: read it with ReaderOptions.
 func (r *Replica) Download(ctx context.Context, o Object, w io.WriterAt) (segment.Header, error) {
 	var hdr segment.Header
 	err := r.retry(ctx, "download", func() error {
@@ -199,7 +264,7 @@ func (r *Replica) Download(ctx context.Context, o Object, w io.WriterAt) (segmen
 			return fmt.Errorf("download %s from %s: %w", o.Key, r.Name, err)
 		}
 		defer rc.Close()
-		hdr, err = copyObject(rc, w)
+		hdr, err = copyObject(rc, w, r.ReaderOptions())
 		if err != nil {
 			return fmt.Errorf("download %s from %s: %w", o.Key, r.Name, err)
 		}
@@ -214,7 +279,7 @@ func (r *Replica) Download(ctx context.Context, o Object, w io.WriterAt) (segmen
 	return hdr, nil
 }
 
-func copyObject(rc io.Reader, w io.WriterAt) (segment.Header, error) {
+func copyObject(rc io.Reader, w io.WriterAt, opts segment.ReaderOptions) (segment.Header, error) {
 	var off int64
 	buf := make([]byte, 1<<20)
 	for {
@@ -232,7 +297,7 @@ func copyObject(rc io.Reader, w io.WriterAt) (segment.Header, error) {
 			return segment.Header{}, err
 		}
 	}
-	return segment.Verify(io.NewSectionReader(readerAt{w}, 0, off))
+	return segment.VerifyOptions(io.NewSectionReader(readerAt{w}, 0, off), opts)
 }
 
 // readerAt reads back what was written, when the writer can.

@@ -10,18 +10,17 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/sqlitereplicator/replicator/core/capture"
+	"github.com/sqlitereplicator/replicator/core/crypt"
 	"github.com/sqlitereplicator/replicator/core/localstate"
 	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/retention"
 	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/core/watch"
 )
 
 // Config configures the replication of one database.
@@ -40,11 +39,23 @@ type Config struct {
 	// default autocheckpoint (1000), which our reader would keep failing.
 	CheckpointPages int64
 	Compression     segment.Compression
+	// Keys, when set, encrypts what goes to every replica with
+	// Keys.Primary() and opens objects sealed with any of its keys
+	// (compaction re-encrypts under the primary key); it is set on each
+	// replica.Replica by Open. Local staged objects stay plaintext. nil
+	// leaves the replicas' own Keys as they are.
+	Keys *crypt.Keyring
 	// ShutdownTimeout bounds the final upload on shutdown; zero means 30s.
 	ShutdownTimeout time.Duration
 	// PollInterval is how often the WAL is checked when no file-change
-	// notification arrives; zero means 1s.
+	// notification arrives; zero means 1s. Unused with Watcher, which
+	// has its own.
 	PollInterval time.Duration
+	// Watcher reports changes of the database's files. A daemon with
+	// many databases gives them all one (watch.New), so that they share
+	// one inotify instance and one poll loop; nil: the database gets a
+	// watcher of its own, closed when Run returns.
+	Watcher *watch.Watcher
 	// Retention is how far back point-in-time restores must keep working;
 	// older objects are deleted from the replicas (core/retention). Zero
 	// keeps everything.
@@ -56,7 +67,17 @@ type Config struct {
 	// MaintenanceInterval is how often retention and compaction run over
 	// each replica; zero means 1m. Smaller values exist for tests.
 	MaintenanceInterval time.Duration
-	Logger              *slog.Logger
+	// MaxLocalSize bounds, in bytes, the staged objects kept in the local
+	// state for replicas that lag (an outage of their storage): past it,
+	// the replica furthest behind is marked for a re-base and what only it
+	// lacked is dropped; it starts again from a fresh snapshot when its
+	// storage answers. Zero means DefaultMaxLocalSize (1 GiB); negative
+	// means no limit. What crash recovery needs is never dropped.
+	MaxLocalSize int64
+	// CleanupInterval is how often staged objects are cleaned up and
+	// MaxLocalSize enforced; zero means 5s. Smaller values exist for tests.
+	CleanupInterval time.Duration
+	Logger          *slog.Logger
 	// Metrics receives the database's metrics; nil records none.
 	Metrics *metrics.Registry
 }
@@ -83,6 +104,12 @@ func (c *Config) defaults() {
 	if c.MaintenanceInterval == 0 {
 		c.MaintenanceInterval = time.Minute
 	}
+	if c.MaxLocalSize == 0 {
+		c.MaxLocalSize = DefaultMaxLocalSize
+	}
+	if c.CleanupInterval == 0 {
+		c.CleanupInterval = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -106,6 +133,12 @@ type DB struct {
 	// marks records when each captured position was reached, oldest
 	// first, back to the oldest one some replica lacks: replica lag.
 	marks []captureMark
+	// staged is the size of the staged objects at the last clean-up.
+	staged int64
+
+	// overLimit is set while the staged objects exceed MaxLocalSize and
+	// nothing more can be dropped; only the loop uses it.
+	overLimit bool
 
 	opened  time.Time
 	untrack func()
@@ -138,6 +171,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	d.stateDir = c.Dir().Path()
 	d.setCaptured()
 	for _, r := range cfg.Replicas {
+		if cfg.Keys != nil {
+			r.Keys = cfg.Keys
+		}
 		u, err := newUploader(r, c.Dir(), cfg.SyncInterval, cfg.Compression, d.log, d.requestSnapshot, d.Captured, owner(c.Path()))
 		if err != nil {
 			c.Close()
@@ -237,71 +273,6 @@ func (d *DB) Captured() localstate.Position {
 	return d.captured
 }
 
-// ReplicaStatus is one replica's state.
-type ReplicaStatus struct {
-	Name       string
-	Generation string
-	TxID       uint64
-	LastSync   time.Time
-	Err        error
-	// Lag is the time since the oldest captured transaction the replica
-	// does not hold; 0 when it holds everything captured.
-	Lag time.Duration
-}
-
-// Status is the database's state, for health checks and the databases
-// command.
-type Status struct {
-	Path         string
-	Generation   string
-	TxID         uint64
-	SyncInterval time.Duration
-	// Opened is when replication started: a replica with no successful
-	// sync yet has been behind since then at most.
-	Opened   time.Time
-	Replicas []ReplicaStatus
-}
-
-// Status reports the captured position and each replica's.
-func (d *DB) Status() Status {
-	p := d.Captured()
-	return Status{Path: d.cfg.Path, Generation: p.Generation, TxID: p.TxID, SyncInterval: d.cfg.SyncInterval, Opened: d.opened, Replicas: d.Replicas()}
-}
-
-func (d *DB) metricsState() metrics.DBState {
-	st := d.Status()
-	s := metrics.DBState{DB: st.Path, TxID: st.TxID, LocalStateBytes: dirSize(d.stateDir)}
-	for _, r := range st.Replicas {
-		s.Replicas = append(s.Replicas, metrics.ReplicaState{Name: r.Name, TxID: r.TxID, Lag: r.Lag, LastSync: r.LastSync})
-	}
-	return s
-}
-
-// dirSize is the total size of the files under dir; files removed while it
-// walks are skipped.
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, e os.DirEntry, err error) error {
-		if err == nil && e.Type().IsRegular() {
-			if fi, err := e.Info(); err == nil {
-				n += fi.Size()
-			}
-		}
-		return nil
-	})
-	return n
-}
-
-// Replicas reports each replica's durable position.
-func (d *DB) Replicas() []ReplicaStatus {
-	var out []ReplicaStatus
-	for _, u := range d.ups {
-		p, synced, err := u.status()
-		out = append(out, ReplicaStatus{Name: u.r.Name, Generation: p.Generation, TxID: p.TxID, LastSync: synced, Err: err, Lag: d.lag(p, time.Now())})
-	}
-	return out
-}
-
 // Run replicates until ctx is cancelled, then captures and uploads what is
 // left (bounded by the shutdown timeout), logs the position each replica
 // durably holds, and closes the database.
@@ -327,8 +298,6 @@ func (d *DB) Run(ctx context.Context) error {
 	maintDone := make(chan struct{})
 	go func() { defer close(maintDone); d.maintain(maintCtx) }()
 	defer func() { stopMaint(); <-maintDone }()
-	poll := time.NewTicker(d.cfg.PollInterval)
-	defer poll.Stop()
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snapTick.Stop()
 	var lastClean, lastStep time.Time
@@ -350,7 +319,6 @@ func (d *DB) Run(ctx context.Context) error {
 					return d.shutdown()
 				}
 			}
-		case <-poll.C:
 		case <-d.snap:
 			snapshot = true
 		case <-snapTick.C:
@@ -367,7 +335,7 @@ func (d *DB) Run(ctx context.Context) error {
 			}
 			return err
 		}
-		if time.Since(lastClean) > 5*time.Second {
+		if time.Since(lastClean) > d.cfg.CleanupInterval {
 			d.cleanup()
 			lastClean = time.Now()
 		}
@@ -400,12 +368,12 @@ func (d *DB) step(ctx context.Context, snapshot bool) error {
 		cev, ok, err := d.cap.Checkpoint(ctx, 100*time.Millisecond)
 		switch {
 		case err != nil:
-			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ResultError)
+			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ModePassive, metrics.ResultError)
 			return err
 		case ok:
-			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ResultOK)
+			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ModePassive, metrics.ResultOK)
 		default:
-			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ResultSkipped)
+			d.cfg.Metrics.Checkpoint(d.cfg.Path, metrics.ModePassive, metrics.ResultSkipped)
 		}
 		d.logEvent(cev)
 		ev.Segment = firstNonNil(ev.Segment, cev.Segment)
@@ -475,11 +443,26 @@ func (d *DB) Sync(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return d.waitUploaded(ctx, d.Captured())
+	return d.waitUploaded(ctx, d.Captured(), false)
 }
 
-func (d *DB) waitUploaded(ctx context.Context, want localstate.Position) error {
+// waitUploaded waits until every replica holds want. With snapshots (only
+// for the loop's own goroutine, which owns the capturer: at shutdown) it
+// also takes the snapshots uploaders ask for meanwhile, such as the one a
+// replica awaiting a re-base needs; then it waits for the position the
+// snapshot reached.
+func (d *DB) waitUploaded(ctx context.Context, want localstate.Position, snapshots bool) error {
 	for {
+		if snapshots {
+			select {
+			case <-d.snap:
+				if err := d.step(ctx, true); err != nil {
+					return err
+				}
+				want = d.Captured()
+			default:
+			}
+		}
 		done := true
 		for _, u := range d.ups {
 			p := u.Position()
@@ -506,7 +489,7 @@ func (d *DB) shutdown() error {
 	defer cancel()
 	err := d.step(ctx, false)
 	if err == nil {
-		err = d.waitUploaded(ctx, d.Captured())
+		err = d.waitUploaded(ctx, d.Captured(), true)
 	}
 	if err == nil {
 		d.cleanup()
@@ -520,93 +503,28 @@ func (d *DB) shutdown() error {
 	return nil
 }
 
-// cleanup removes staged objects that every replica holds and that
-// recovery no longer needs.
-func (d *DB) cleanup() {
-	dir := d.cap.Dir()
-	cur := d.cap.Position().Generation
-	hashed := d.cap.HashesTxID()
-	gens, err := dir.Generations()
-	if err != nil {
-		return
-	}
-	var poss []position
-	for _, u := range d.ups {
-		poss = append(poss, u.Position())
-	}
-	held := func(gen string, max uint64, snapshot bool) bool {
-		for _, p := range poss {
-			switch {
-			case p.Generation > gen:
-			case p.Generation < gen:
-				return false
-			case snapshot && p.Snapshot < max:
-				return false
-			case !snapshot && p.TxID < max:
-				return false
-			}
-		}
-		return true
-	}
-	for _, gen := range gens {
-		segs, _ := dir.Segments(gen)
-		snaps, _ := dir.Snapshots(gen)
-		left := 0
-		for _, s := range segs {
-			if held(gen, s.Max, false) && (gen != cur || s.Max <= hashed) {
-				_ = dir.RemoveSegment(s)
-			} else {
-				left++
-			}
-		}
-		for _, s := range snaps {
-			if held(gen, s.Max, true) {
-				_ = dir.RemoveSegment(s)
-			} else {
-				left++
-			}
-		}
-		if left == 0 && gen != cur {
-			_ = dir.RemoveGeneration(gen)
-		}
-	}
-}
-
-// watch reports changes of the WAL as they happen (inotify where the OS
-// has it); the poll ticker in Run covers systems without it.
+// watch reports changes of the WAL and of the database file (which a
+// replacement changes) through the shared watcher, or a watcher of the
+// database's own. The watcher's poll, not a ticker of Run's, catches what
+// notifications miss: the loop wakes only when a file changed.
 func (d *DB) watch() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	w, err := fsnotify.NewWatcher()
+	w, own := d.cfg.Watcher, false
+	if w == nil {
+		w, own = watch.New(watch.Options{PollInterval: d.cfg.PollInterval, Logger: d.log}), true
+	}
+	ch, remove, err := w.Add(d.cap.WALPath(), d.cfg.Path)
 	if err != nil {
-		d.log.Debug("no file notifications; polling", "err", err)
-		return ch, func() {}
+		// Only a closed shared watcher fails: the daemon is stopping.
+		d.log.Warn("watch the database for changes; a private watcher takes over", "err", err)
+		w, own = watch.New(watch.Options{PollInterval: d.cfg.PollInterval, Logger: d.log}), true
+		ch, remove, _ = w.Add(d.cap.WALPath(), d.cfg.Path)
 	}
-	walPath := d.cap.WALPath()
-	if err := w.Add(filepath.Dir(walPath)); err != nil {
-		w.Close()
-		return ch, func() {}
-	}
-	go func() {
-		for {
-			select {
-			case ev, ok := <-w.Events:
-				if !ok {
-					return
-				}
-				if ev.Name == walPath {
-					select {
-					case ch <- struct{}{}:
-					default:
-					}
-				}
-			case _, ok := <-w.Errors:
-				if !ok {
-					return
-				}
-			}
+	return ch, func() {
+		remove()
+		if own {
+			w.Close()
 		}
-	}()
-	return ch, func() { w.Close() }
+	}
 }
 
 // maintain runs retention and compaction over each replica, one pass at a

@@ -42,10 +42,18 @@ type uploader struct {
 	metrics *metrics.Registry
 	db      string
 
+	// saveMu orders position updates and their saves.
+	saveMu  sync.Mutex
 	mu      sync.Mutex
 	pos     localstate.ReplicaPosition
 	lastErr error
 	synced  time.Time // last time the replica caught up with what was staged
+	since   time.Time // when the uploader was created
+	// resuming is set while the storage answers (the last sync reached it
+	// and nothing failed since): a replica awaiting a re-base then keeps
+	// what it needs from clean-up again; while its storage is down it
+	// keeps nothing (see cleanup).
+	resuming bool
 }
 
 // position records what the replica has durably stored; the last snapshot
@@ -56,7 +64,7 @@ func newUploader(r *replica.Replica, dir *localstate.Dir, interval time.Duration
 	needSnapshot func(), committed func() localstate.Position, owner string) (*uploader, error) {
 	u := &uploader{r: r, dir: dir, interval: interval, comp: comp, log: log.With("replica", r.Name),
 		kick: make(chan struct{}, 1), needSnapshot: needSnapshot, committed: committed,
-		lease: r.NewLease(owner, leaseTTL)}
+		lease: r.NewLease(owner, leaseTTL), since: time.Now()}
 	pos, _, err := dir.LoadReplica(r.Name)
 	if err != nil {
 		return nil, err
@@ -116,6 +124,7 @@ func (u *uploader) run(ctx context.Context) {
 			u.log.Error("upload failed; will retry", "err", err)
 			u.mu.Lock()
 			u.lastErr = err
+			u.resuming = false
 			u.mu.Unlock()
 			u.poke()
 		}
@@ -138,6 +147,9 @@ func (u *uploader) sync(ctx context.Context) error {
 	if err := u.lease.Ensure(ctx); err != nil {
 		return err
 	}
+	u.mu.Lock()
+	u.resuming = true
+	u.mu.Unlock()
 	// First the rest of the generation the replica is in, if it is still
 	// staged; then the current one. A generation in between that the
 	// replica never started is skipped: restores want the newest.
@@ -152,6 +164,15 @@ func (u *uploader) sync(ctx context.Context) error {
 	if err := u.syncGeneration(ctx, limit.Generation, limit); err != nil {
 		return err
 	}
+	if pos := u.Position(); pos.Rebase && pos.Generation == limit.Generation && pos.TxID >= limit.TxID {
+		// Caught up without needing the snapshot: nothing it lacked was
+		// dropped after all.
+		u.update(func(p position) position {
+			p.Rebase, p.RebaseSince = false, time.Time{}
+			return p
+		})
+		u.log.Info("re-base not needed: the replica caught up from what was still staged")
+	}
 	u.mu.Lock()
 	u.lastErr = nil
 	u.synced = time.Now()
@@ -160,11 +181,13 @@ func (u *uploader) sync(ctx context.Context) error {
 }
 
 func (u *uploader) syncGeneration(ctx context.Context, gen string, limit localstate.Position) error {
-	snaps, err := u.dir.Snapshots(gen)
+	// Segments first: a snapshot staged after this listing is at or past
+	// the last segment listed, so a run never spans a snapshot it missed.
+	segs, err := u.dir.Segments(gen)
 	if err != nil {
 		return err
 	}
-	segs, err := u.dir.Segments(gen)
+	snaps, err := u.dir.Snapshots(gen)
 	if err != nil {
 		return err
 	}
@@ -189,11 +212,16 @@ func (u *uploader) syncGeneration(ctx context.Context, gen string, limit localst
 		pos = u.Position()
 		var run []localstate.StagedSegment
 		expect := pos.TxID + 1
+		// A run never continues past a staged snapshot: a restore from
+		// the snapshot at S needs a segment that starts at S+1, not one
+		// merged across S. (Snapshots are taken between captures, so
+		// staged segments end at S.)
+		next := nextSnapshot(snaps, pos.TxID)
 		for _, s := range segs {
 			if s.Max <= pos.TxID {
 				continue
 			}
-			if s.Min != expect {
+			if s.Min != expect || (next != 0 && s.Min > next) {
 				break
 			}
 			run = append(run, s)
@@ -238,6 +266,17 @@ func (u *uploader) syncGeneration(ctx context.Context, gen string, limit localst
 	}
 }
 
+// nextSnapshot returns the txid of the first staged snapshot after txid, 0
+// if there is none.
+func nextSnapshot(snaps []localstate.StagedSegment, txid uint64) uint64 {
+	for _, s := range snaps {
+		if s.Min > txid {
+			return s.Min
+		}
+	}
+	return 0
+}
+
 // upTo returns the objects that end at or before txid.
 func upTo(objs []localstate.StagedSegment, txid uint64) []localstate.StagedSegment {
 	var out []localstate.StagedSegment
@@ -258,13 +297,37 @@ func hasLater(segs []localstate.StagedSegment, txid uint64) bool {
 	return false
 }
 
+// setPos records p as the replica's durable position. A re-base mark that
+// clean-up set meanwhile survives, unless p starts from a snapshot past the
+// old position (or in a newer generation), which bridges what was dropped.
 func (u *uploader) setPos(p position) {
+	var rebased bool
+	u.update(func(old position) position {
+		bridged := p.Generation != old.Generation || (p.TxID == p.Snapshot && p.TxID > old.TxID && p.Snapshot > old.Snapshot)
+		if old.Rebase && !bridged {
+			p.Rebase, p.RebaseSince = true, old.RebaseSince
+		}
+		rebased = old.Rebase && !p.Rebase
+		u.lastErr = nil // an upload succeeded (u.mu is held by update)
+		return p
+	})
+	if rebased {
+		u.log.Info("replica re-based on a fresh snapshot", "generation", p.Generation, "txid", p.TxID)
+	}
+}
+
+// update replaces the position with what fn makes of it, durably; updates
+// are saved in the order they are made.
+func (u *uploader) update(fn func(position) position) {
+	u.saveMu.Lock()
+	defer u.saveMu.Unlock()
+	u.mu.Lock()
+	p := fn(u.pos)
+	u.pos = p
+	u.mu.Unlock()
 	if err := u.dir.SaveReplica(u.r.Name, p); err != nil {
 		u.log.Warn("save replica position", "err", err)
 	}
-	u.mu.Lock()
-	u.pos = p
-	u.mu.Unlock()
 }
 
 func (u *uploader) upload(ctx context.Context, s localstate.StagedSegment) error {
@@ -315,6 +378,38 @@ func (u *uploader) uploadRun(ctx context.Context, run []localstate.StagedSegment
 	o := replica.Object{Generation: h.Generation, Level: 0, Min: h.MinTXID, Max: h.MaxTXID}
 	return u.count(o, tmp.Name(), u.r.Upload(ctx, o, tmp.Name()))
 }
+
+// markRebase records that what the replica lacked was dropped from the
+// local state: it must start again from a snapshot. Called by clean-up.
+func (u *uploader) markRebase() {
+	u.update(func(p position) position {
+		u.resuming = false // u.mu is held by update
+		if !p.Rebase {
+			p.Rebase, p.RebaseSince = true, time.Now()
+		}
+		return p
+	})
+}
+
+// cleanupView is what clean-up needs of the replica: its position, whether
+// it keeps staged objects (it does unless it awaits a re-base and its
+// storage is not answering), and whether it is failing: its last attempt
+// failed, or it has not caught up for staleSyncs sync intervals. Only a
+// failing replica is ever re-based; one that keeps up is never.
+func (u *uploader) cleanupView(now time.Time) (pos position, keeps, failing bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	last := u.synced
+	if last.IsZero() {
+		last = u.since
+	}
+	failing = u.lastErr != nil || now.Sub(last) > staleSyncs*u.interval
+	return u.pos, !u.pos.Rebase || u.resuming, failing
+}
+
+// staleSyncs is how many sync intervals a replica may go without catching
+// up before clean-up counts it as failing.
+const staleSyncs = 10
 
 // status is what health and metrics report for the replica.
 func (u *uploader) status() (position, time.Time, error) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/replica"
@@ -63,7 +64,7 @@ func MakePlan(ctx context.Context, r *replica.Replica, t Target) (Plan, error) {
 			return p, nil
 		}
 		lastErr = err
-		if t.TxID != 0 || t.Generation != "" {
+		if t.TxID != 0 || t.Generation != "" || errors.Is(err, ErrGap) {
 			break
 		}
 	}
@@ -77,27 +78,57 @@ func planGeneration(ctx context.Context, r *replica.Replica, gen string, objs []
 		if err != nil {
 			return Plan{}, err
 		}
+		if err := checkGap(gen, objs, tx, t.Timestamp); err != nil {
+			return Plan{}, err
+		}
 		target = tx
 	}
-	// The newest snapshot at or before the target.
-	var snap *replica.Object
-	for i := range objs {
-		o := objs[i]
-		if o.Snapshot() && (target == 0 || o.Min <= target) && (snap == nil || o.Min > snap.Min) {
-			snap = &objs[i]
+	// From the newest snapshot at or before the target, or an older one
+	// when the newer one's chain cannot reach the target (a segment merged
+	// across the newer snapshot). With no target, the target is the
+	// newest txid of the generation: a latest restore never stops short.
+	goal := target
+	if goal == 0 {
+		for _, o := range objs {
+			goal = max(goal, o.Max)
 		}
 	}
-	if snap == nil {
-		return Plan{}, fmt.Errorf("generation %s has no snapshot at or before txid %d", gen, target)
+	var snaps []replica.Object
+	for _, o := range objs {
+		if o.Snapshot() && o.Min <= goal {
+			snaps = append(snaps, o)
+		}
 	}
-	plan := Plan{Generation: gen, TxID: snap.Min, Objects: []replica.Object{*snap}}
-	// Walk forward: from each position take the segment that reaches
-	// furthest without passing the target (higher levels cover more).
+	if len(snaps) == 0 {
+		return Plan{}, fmt.Errorf("generation %s has no snapshot at or before txid %d", gen, goal)
+	}
+	sort.Slice(snaps, func(i, j int) bool { return snaps[i].Min > snaps[j].Min })
+	var best Plan
+	for _, snap := range snaps {
+		plan := chain(gen, objs, snap, goal)
+		if plan.TxID == goal {
+			return plan, nil
+		}
+		if plan.TxID > best.TxID {
+			best = plan
+		}
+	}
+	if target == 0 {
+		return Plan{}, fmt.Errorf("cannot reach txid %d, the newest in generation %s: the replica's chains end at txid %d at most; restore -txid %d for that state",
+			goal, gen, best.TxID, best.TxID)
+	}
+	return Plan{}, unreachable(gen, objs, best.TxID, target)
+}
+
+// chain walks forward from snap: from each position it takes the segment
+// that reaches furthest without passing goal (higher levels cover more).
+func chain(gen string, objs []replica.Object, snap replica.Object, goal uint64) Plan {
+	plan := Plan{Generation: gen, TxID: snap.Min, Objects: []replica.Object{snap}}
 	for {
 		var best *replica.Object
 		for i := range objs {
 			o := objs[i]
-			if o.Snapshot() || o.Min != plan.TxID+1 || (target != 0 && o.Max > target) {
+			if o.Snapshot() || o.Min != plan.TxID+1 || o.Max > goal {
 				continue
 			}
 			if best == nil || o.Max > best.Max {
@@ -105,15 +136,11 @@ func planGeneration(ctx context.Context, r *replica.Replica, gen string, objs []
 			}
 		}
 		if best == nil {
-			break
+			return plan
 		}
 		plan.Objects = append(plan.Objects, *best)
 		plan.TxID = best.Max
 	}
-	if target != 0 && plan.TxID != target {
-		return Plan{}, unreachable(gen, objs, plan.TxID, target)
-	}
-	return plan, nil
 }
 
 // unreachable explains why txid target cannot be restored.

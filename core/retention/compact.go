@@ -217,7 +217,11 @@ func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run 
 	if err != nil {
 		return fail(err)
 	}
-	h, err := segment.MergeFiles(paths, out, comp)
+	// The inputs stay as stored (Download keeps them sealed); the output
+	// is sealed under the replica's current key, so compaction also moves
+	// old objects to a rotated key, and plaintext ones to encryption.
+	h, err := segment.MergeFilesOptions(paths, out, segment.MergeOptions{
+		Compression: comp, Keys: r.Keys, Key: r.Keys.Primary()})
 	if err == nil {
 		err = out.Sync()
 	}
@@ -232,7 +236,7 @@ func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run 
 	if err != nil {
 		return fail(err)
 	}
-	vh, err := segment.Verify(f)
+	vh, err := segment.VerifyOptions(f, r.ReaderOptions())
 	f.Close()
 	if err != nil {
 		return fail(fmt.Errorf("merged object does not verify: %w", err))

@@ -8,23 +8,6 @@ import (
 	"github.com/pierrec/lz4/v4"
 )
 
-// blockSealer is the seam for the encryption layer (see "Encryption" in
-// doc.go). It is unexported until that layer exists, so that nothing can
-// depend on a shape nobody has implemented; exporting it, and adding a field
-// to WriterOptions and a NewReader option that set it, needs no format
-// change. An implementation is built for one object and binds its header as
-// associated data.
-type blockSealer interface {
-	// Seal appends the sealed form of block, the index'th block of the
-	// object, to dst and returns the result. It adds at most Overhead bytes.
-	Seal(dst, block []byte, index uint64) []byte
-	// Open appends the opened form of sealed to dst, or fails if sealed is
-	// not an authentic block number index of this object.
-	Open(dst, sealed []byte, index uint64) ([]byte, error)
-	// Overhead is how many bytes Seal adds; at most maxSealOverhead.
-	Overhead() int
-}
-
 // compressor compresses blocks for a Writer. lz4 uses the reference
 // implementation's algorithm (CompressorCCompat): on 1 MiB blocks of mixed
 // page data it measured about twice as fast as the package's default for

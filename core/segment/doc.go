@@ -45,7 +45,7 @@ DecodeHeader):
 	 16    4  page size P: a power of two, 512..65536
 	 20    4  database size in pages after the last transaction
 	 24    4  page count N: number of pages in the body, >= 1
-	 28    4  reserved, 0
+	 28    4  key id when encryption != 0, else 0 (see Encryption)
 	 32   32  generation id: G bytes of [0-9A-Za-z_-], then zeros
 	 64    8  min txid, >= 1
 	 72    8  max txid, >= min txid
@@ -53,7 +53,7 @@ DecodeHeader):
 	 88    8  commit time of the last transaction, int64 unix nanoseconds
 	 96    8  database checksum before the first transaction
 	104    8  database checksum after the last transaction
-	112   12  reserved, 0
+	112   12  salt when encryption != 0, else 0 (see Encryption)
 	124    4  CRC-32C of bytes 0..123
 
 Reserved bytes and generation padding must be zero: the encoding of a header
@@ -137,17 +137,54 @@ recomputed from a database file must not either.
 
 # Encryption
 
-The encryption byte is reserved for a layer that will seal each stored block
-independently: S is then the length of the sealed bytes (at most
-R + 256), the stored word's bit 31 still tells whether the opened bytes are
-compressed, and the block CRC is 0, because a checksum of plaintext in the
-clear would leak information about it; the seal authenticates the block
-instead. A sealer binds the block's index (0 for the first block) so that
-blocks cannot be reordered, and the header as associated data, so that the
-header's page count detects blocks removed at the end. The header,
-terminator and trailer stay in the clear, so metadata can be listed without
-keys. This version of the package writes and reads only encryption 0 and
-reports any other value as errors.ErrUnsupported.
+The encryption byte names the scheme that sealed every stored block:
+0 = none, 1 = AES-256-GCM (EncryptionAESGCM). Other values are reserved:
+their headers still decode, so objects can be listed, but a Reader refuses
+them with errors.ErrUnsupported. With encryption 0, the header bytes 28..31
+and 112..123 are zero. With encryption 1 they hold:
+
+	off  len  field
+	 28    4  key id: HKDF-SHA256(secret key, no salt, info
+	          "replicator key id v1"), 4 bytes. Public: it names the key
+	          (8 hex digits) without revealing it
+	112   12  salt: 12 random bytes, fresh for every object
+
+Each object has its own AES-256 key, HKDF-SHA256(secret key, salt, info
+"replicator segment aes-256-gcm v1"), 32 bytes (core/crypt). A block is
+sealed with AES-GCM under that key with:
+
+  - nonce: 4 zero bytes, then the block's index as 8 bytes (0 for the
+    first block). An index is used once per object and no two objects
+    share an AES key (a salt collision needs about 2^48 objects of one
+    secret key), so a (key, nonce) pair never repeats;
+  - plaintext: the block's stored bytes as they would be without
+    encryption (compressed, or raw when compression did not help);
+  - associated data: the 128 header bytes, then the block's raw length R
+    (4 bytes) and one byte that is 1 when the block is stored raw, else 0.
+
+The stored bytes S are the GCM output, ciphertext and 16-byte tag: S is
+the opened length plus 16, at most R + 256 (maxSealOverhead bounds what a
+Reader allocates). Bit 31 of the stored word still says whether the opened
+bytes are compressed, and the CRC field is 0, because a checksum of the
+plaintext in the clear would leak information about it; the tag checks the
+block instead, and a Reader hands out no page of a block before its tag
+verified. Binding the header detects any change to it (a header of another
+object, a changed txid range or checksum); the index detects reordered or
+duplicated blocks; the header's page count detects blocks removed at the
+end; the per-object key detects blocks spliced in from other objects. The
+trailer hash is computed as for any object.
+
+A Reader opens an encrypted object with the key whose id the header names,
+from the keyring it was given (ReaderOptions.Keys). Without keys it fails
+with an error wrapping crypt.ErrKeyRequired, and with keys none of which
+has that id, crypt.ErrWrongKey; both name the key the object needs and are
+not ErrCorrupt, since the object may be intact. A failed tag is ErrCorrupt.
+
+What stays in the clear: the header (so metadata can be listed without a
+key: kind, compression, page size, generation, txids, database size, commit
+times, database checksums, page count, key id), each block's raw length and
+stored length (so page counts per block and compressed sizes), the
+trailer, and the object's name and size. The page contents are sealed.
 
 # Object names
 

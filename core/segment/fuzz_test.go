@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/sqlitereplicator/replicator/core/crypt"
 )
 
 // maxFuzzInput bounds what the fuzzers feed a Reader; larger inputs add
@@ -31,14 +33,21 @@ func addFuzzSeeds(f *testing.F) {
 	for _, c := range []Compression{CompressionNone, CompressionLZ4, CompressionZstd} {
 		f.Add(encode(f, segmentHeader(c, 512, 10, pages), WriterOptions{BlockPages: 2}, pages))
 		f.Add(encode(f, snapshotHeader(c, 512, pages[:3]), WriterOptions{}, pages[:3]))
+		f.Add(encode(f, segmentHeader(c, 512, 10, pages), WriterOptions{BlockPages: 2, Key: fuzzKey(f)}, pages))
+		f.Add(encode(f, snapshotHeader(c, 512, pages[:3]), WriterOptions{Key: fuzzKey(f)}, pages[:3]))
 	}
 }
 
-// FuzzReader feeds arbitrary bytes to a Reader: it must return pages that
-// obey the format or an error wrapping ErrCorrupt (or ErrUnsupported for a
-// newer version or a sealed object), never panic, and never grow a buffer
-// beyond the format's bounds. A complete valid object must survive being
-// re-encoded.
+// fuzzKey is the key the fuzzers' sealed seeds use and their Readers hold,
+// so that mutations reach the opening of sealed blocks.
+func fuzzKey(t testing.TB) *crypt.Key { return testKey(t, 0x5a) }
+
+// FuzzReader feeds arbitrary bytes to a Reader holding fuzzKey and
+// goldenKey: it must return pages that obey the format or an error wrapping
+// ErrCorrupt (or ErrUnsupported for a newer version or an unknown
+// encryption scheme, crypt.ErrWrongKey for an object sealed with another
+// key), never panic, and never grow a buffer beyond the format's bounds. A
+// complete valid object must survive being re-encoded.
 func FuzzReader(f *testing.F) {
 	addFuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -92,6 +101,12 @@ func fixChecksums(data []byte) []byte {
 		if rawLen > MaxBlockRawSize || storedLen > len(b)-off-blockHeaderSize {
 			return b
 		}
+		if hdr.Encryption != EncryptionNone {
+			// A sealed block's CRC is 0; only the key can fix its seal.
+			binary.BigEndian.PutUint32(b[off+8:], 0)
+			off += blockHeaderSize + storedLen
+			continue
+		}
 		stored := b[off+blockHeaderSize : off+blockHeaderSize+storedLen]
 		raw := stored
 		if word&storedRawFlag == 0 {
@@ -108,9 +123,10 @@ func fixChecksums(data []byte) []byte {
 
 // checkReader asserts the Reader's contract on one input.
 func checkReader(t *testing.T, data []byte) {
-	r, err := NewReader(bytes.NewReader(data))
+	keys := testKeyring(t, fuzzKey(t), goldenKey(t))
+	r, err := NewReaderOptions(bytes.NewReader(data), ReaderOptions{Keys: keys})
 	if err != nil {
-		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, errors.ErrUnsupported) {
+		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, errors.ErrUnsupported) && !errors.Is(err, crypt.ErrWrongKey) {
 			t.Fatalf("NewReader: unexpected error kind: %v", err)
 		}
 		return
@@ -145,7 +161,12 @@ func checkReader(t *testing.T, data []byte) {
 	if uint32(len(pages)) != hdr.PageCount {
 		t.Fatalf("EOF after %d pages, header says %d", len(pages), hdr.PageCount)
 	}
-	gotHdr, got, err := decode(encode(t, hdr, WriterOptions{}, pages))
+	var opts WriterOptions
+	if hdr.Encryption != EncryptionNone {
+		opts.Key = keys.Lookup(hdr.KeyID)
+	}
+	gotHdr, got, err := decodeKeys(encode(t, hdr, opts, pages), keys)
+	gotHdr.Salt = hdr.Salt // a new object gets a new salt
 	if err != nil || gotHdr != hdr {
 		t.Fatalf("re-encoding a valid object: %v", err)
 	}

@@ -7,6 +7,8 @@ import (
 	"hash/crc32"
 	"io"
 	"time"
+
+	"github.com/sqlitereplicator/replicator/core/crypt"
 )
 
 // Header is the metadata at the start of every object. Its encoding is
@@ -14,9 +16,16 @@ import (
 type Header struct {
 	Kind        Kind
 	Compression Compression
-	// Encryption is the scheme that sealed the blocks; 0 means none, the
-	// only value this version can write or read.
+	// Encryption is the scheme that sealed the blocks: EncryptionNone or
+	// EncryptionAESGCM. A Writer sets it, KeyID and Salt from
+	// WriterOptions.Key, and refuses a header that asks for encryption
+	// when it has no key.
 	Encryption uint8
+	// KeyID names the key that sealed the blocks, and Salt is the random
+	// per-object salt its object key was derived with; both zero when
+	// Encryption is EncryptionNone.
+	KeyID crypt.ID
+	Salt  [crypt.SaltSize]byte
 	// PageSize is the database page size in bytes.
 	PageSize uint32
 	// Generation names the chain of transactions the object belongs to.
@@ -44,8 +53,9 @@ func (h Header) FirstCommitTime() time.Time { return time.Unix(0, h.FirstCommit)
 func (h Header) LastCommitTime() time.Time { return time.Unix(0, h.LastCommit) }
 
 // Validate reports whether h describes an object this version can encode:
-// every rule of doc.go that concerns the header alone. Encryption is not
-// checked, so that headers of sealed objects can still be listed.
+// every rule of doc.go that concerns the header alone. An unknown
+// encryption scheme is not an error, so that headers of objects sealed by
+// a later version can still be listed; a Reader refuses to open them.
 func (h Header) Validate() error {
 	if err := h.validate(); err != nil {
 		return fmt.Errorf("segment: invalid header: %w", err)
@@ -59,6 +69,9 @@ func (h Header) validate() error {
 	}
 	if !h.Compression.valid() {
 		return fmt.Errorf("unknown compression %d", uint8(h.Compression))
+	}
+	if h.Encryption == EncryptionNone && (h.KeyID != crypt.ID{} || h.Salt != [crypt.SaltSize]byte{}) {
+		return errors.New("key id or salt in an object that is not encrypted")
 	}
 	if !validPageSize(h.PageSize) {
 		return fmt.Errorf("page size %d is not a power of two in %d..%d", h.PageSize, MinPageSize, MaxPageSize)
@@ -122,6 +135,7 @@ func putHeader(b []byte, h Header) {
 	binary.BigEndian.PutUint32(b[16:], h.PageSize)
 	binary.BigEndian.PutUint32(b[20:], h.DBSize)
 	binary.BigEndian.PutUint32(b[24:], h.PageCount)
+	copy(b[28:32], h.KeyID[:])
 	copy(b[32:32+MaxGenerationLen], h.Generation)
 	binary.BigEndian.PutUint64(b[64:], h.MinTXID)
 	binary.BigEndian.PutUint64(b[72:], h.MaxTXID)
@@ -129,6 +143,7 @@ func putHeader(b []byte, h Header) {
 	binary.BigEndian.PutUint64(b[88:], uint64(h.LastCommit))
 	binary.BigEndian.PutUint64(b[96:], uint64(h.ChecksumBefore))
 	binary.BigEndian.PutUint64(b[104:], uint64(h.ChecksumAfter))
+	copy(b[112:124], h.Salt[:])
 	sealHeader(b)
 }
 
@@ -166,7 +181,7 @@ func DecodeHeader(b []byte) (Header, error) {
 	if genLen > MaxGenerationLen {
 		return Header{}, corruptf("generation length %d > %d", genLen, MaxGenerationLen)
 	}
-	if !allZero(b[14:16]) || !allZero(b[28:32]) || !allZero(b[112:124]) || !allZero(b[32+genLen:64]) {
+	if !allZero(b[14:16]) || !allZero(b[32+genLen:64]) {
 		return Header{}, corruptf("nonzero reserved or padding bytes in header")
 	}
 	h := Header{
@@ -184,6 +199,8 @@ func DecodeHeader(b []byte) (Header, error) {
 		ChecksumBefore: Checksum(binary.BigEndian.Uint64(b[96:])),
 		ChecksumAfter:  Checksum(binary.BigEndian.Uint64(b[104:])),
 	}
+	copy(h.KeyID[:], b[28:32])
+	copy(h.Salt[:], b[112:124])
 	if err := h.validate(); err != nil {
 		return Header{}, fmt.Errorf("%w: header: %w", ErrCorrupt, err)
 	}

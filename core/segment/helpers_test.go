@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/sqlitereplicator/replicator/core/crypt"
 )
 
 // page is one page of test data.
@@ -123,9 +125,14 @@ func encode(t testing.TB, hdr Header, opts WriterOptions, pages []page) []byte {
 	return buf.Bytes()
 }
 
-// decode reads a whole object, copying the pages.
+// decode reads a whole plaintext object, copying the pages.
 func decode(data []byte) (Header, []page, error) {
-	r, err := NewReader(bytes.NewReader(data))
+	return decodeKeys(data, nil)
+}
+
+// decodeKeys reads a whole object with keys, copying the pages.
+func decodeKeys(data []byte, keys *crypt.Keyring) (Header, []page, error) {
+	r, err := NewReaderOptions(bytes.NewReader(data), ReaderOptions{Keys: keys})
 	if err != nil {
 		return Header{}, nil, err
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/sqlitereplicator/replicator/core/crypt"
 )
 
 // MergeFiles writes the segment files in paths (consecutive, in txid order)
@@ -15,7 +17,28 @@ import (
 // inputs are read twice, once to count the pages the header declares. The
 // inputs must form a chain (consecutive txids, each starting from the
 // checksum the previous one ended with), or the error wraps ErrCorrupt.
+// The inputs and the output are plaintext; MergeFilesOptions handles
+// encrypted ones.
 func MergeFiles(paths []string, w io.Writer, comp Compression) (Header, error) {
+	return MergeFilesOptions(paths, w, MergeOptions{Compression: comp})
+}
+
+// MergeOptions configures MergeFilesOptions.
+type MergeOptions struct {
+	// Compression of the output.
+	Compression Compression
+	// Keys opens encrypted inputs (plaintext inputs need none).
+	Keys *crypt.Keyring
+	// Key encrypts the output; nil writes it in plaintext. Compaction
+	// passes the replica's current key, so merging re-encrypts inputs
+	// sealed with an older key under the new one.
+	Key *crypt.Key
+}
+
+// MergeFilesOptions is MergeFiles with the options of opts. The returned
+// header is the output's, encryption fields included.
+func MergeFilesOptions(paths []string, w io.Writer, opts MergeOptions) (Header, error) {
+	comp := opts.Compression
 	hdrs, err := readHeaders(paths)
 	if err != nil {
 		return Header{}, err
@@ -25,7 +48,7 @@ func MergeFiles(paths []string, w io.Writer, comp Compression) (Header, error) {
 	}
 	a, z := hdrs[0], hdrs[len(hdrs)-1]
 	count := uint32(0)
-	err = walkMerged(paths, func(pgno uint32, _ []byte) error {
+	err = walkMerged(paths, opts.Keys, func(pgno uint32, _ []byte) error {
 		if pgno <= z.DBSize {
 			count++
 		}
@@ -40,11 +63,11 @@ func MergeFiles(paths []string, w io.Writer, comp Compression) (Header, error) {
 		FirstCommit: a.FirstCommit, LastCommit: z.LastCommit,
 		ChecksumBefore: a.ChecksumBefore, ChecksumAfter: z.ChecksumAfter, PageCount: count,
 	}
-	sw, err := NewWriter(w, h, WriterOptions{})
+	sw, err := NewWriter(w, h, WriterOptions{Key: opts.Key})
 	if err != nil {
 		return Header{}, err
 	}
-	err = walkMerged(paths, func(pgno uint32, page []byte) error {
+	err = walkMerged(paths, opts.Keys, func(pgno uint32, page []byte) error {
 		if pgno > h.DBSize {
 			return nil
 		}
@@ -53,7 +76,7 @@ func MergeFiles(paths []string, w io.Writer, comp Compression) (Header, error) {
 	if err != nil {
 		return Header{}, err
 	}
-	return h, sw.Close()
+	return sw.Header(), sw.Close()
 }
 
 // checkChain verifies that the headers follow each other: consecutive
@@ -127,7 +150,7 @@ func (h *cursorHeap) Pop() any {
 
 // walkMerged calls fn once per distinct page number, ascending, with the
 // newest image of that page.
-func walkMerged(paths []string, fn func(pgno uint32, page []byte) error) error {
+func walkMerged(paths []string, keys *crypt.Keyring, fn func(pgno uint32, page []byte) error) error {
 	var h cursorHeap
 	for i, p := range paths {
 		f, err := os.Open(p)
@@ -135,7 +158,7 @@ func walkMerged(paths []string, fn func(pgno uint32, page []byte) error) error {
 			return err
 		}
 		defer f.Close()
-		r, err := NewReader(f)
+		r, err := NewReaderOptions(f, ReaderOptions{Keys: keys})
 		if err != nil {
 			return fmt.Errorf("%s: %w", p, err)
 		}

@@ -8,6 +8,8 @@ import (
 	"io"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/sqlitereplicator/replicator/core/crypt"
 )
 
 // Reader streams the pages of an object from an io.Reader, verifying as it
@@ -32,6 +34,10 @@ type Reader struct {
 	rawBuf []byte // decompression buffer raw points into
 	stored []byte // stored bytes of the current block
 	opened []byte // opened bytes, when sealed
+	// body is the current block's stored form after opening (compressed
+	// when compressed is set), for Seal.
+	body       []byte
+	compressed bool
 
 	nblock uint64
 	pages  uint32 // pages in the blocks decoded so far
@@ -39,44 +45,60 @@ type Reader struct {
 	sum    Checksum // of the pages read, to check a snapshot
 
 	dec    *decompressor
+	keys   *crypt.Keyring
 	sealer blockSealer
 	err    error // sticky; io.EOF once the trailer verified
 }
 
-// NewReader reads and verifies the header of an object from src. Objects
-// with a nonzero encryption scheme are refused with errors.ErrUnsupported.
-func NewReader(src io.Reader) (*Reader, error) {
-	return newReader(src, nil)
+// ReaderOptions configures a Reader.
+type ReaderOptions struct {
+	// Keys opens encrypted objects: the key whose id the header names is
+	// used. nil reads only plaintext objects. Plaintext objects are read
+	// with or without keys.
+	Keys *crypt.Keyring
 }
 
-func newReader(src io.Reader, sealer blockSealer) (*Reader, error) {
-	r := new(Reader)
-	if err := r.reset(src, sealer); err != nil {
+// NewReader reads and verifies the header of a plaintext object from src.
+// It is NewReaderOptions without keys: an encrypted object is refused with
+// an error wrapping crypt.ErrKeyRequired.
+func NewReader(src io.Reader) (*Reader, error) {
+	return NewReaderOptions(src, ReaderOptions{})
+}
+
+// NewReaderOptions reads and verifies the header of an object from src. An
+// encrypted object whose key is not in opts.Keys is refused with an error
+// wrapping crypt.ErrKeyRequired (no keys) or crypt.ErrWrongKey, which says
+// which key it needs; an unknown scheme with errors.ErrUnsupported.
+func NewReaderOptions(src io.Reader, opts ReaderOptions) (*Reader, error) {
+	r := &Reader{keys: opts.Keys}
+	if err := r.reset(src); err != nil {
 		return nil, err
 	}
 	return r, nil
 }
 
-// Reset starts reading a new object from src, as NewReader would, but
-// keeps the Reader's buffers and, if the compression is the same, its
-// decompressor. If Reset fails, the Reader returns that error from Next.
+// Reset starts reading a new object from src, as NewReaderOptions with the
+// same options would, but keeps the Reader's buffers and, if the
+// compression is the same, its decompressor. If Reset fails, the Reader
+// returns that error from Next.
 func (r *Reader) Reset(src io.Reader) error {
-	return r.reset(src, nil)
+	return r.reset(src)
 }
 
-func (r *Reader) reset(src io.Reader, sealer blockSealer) error {
+func (r *Reader) reset(src io.Reader) error {
 	*r = Reader{
 		src:    src,
 		rawBuf: r.rawBuf,
 		stored: r.stored,
 		opened: r.opened,
 		dec:    r.dec,
+		keys:   r.keys,
 	}
-	r.err = r.start(sealer)
+	r.err = r.start()
 	return r.err
 }
 
-func (r *Reader) start(sealer blockSealer) error {
+func (r *Reader) start() error {
 	r.digest.Reset()
 	var b [HeaderSize]byte
 	if err := r.readFull(b[:], true, "header"); err != nil {
@@ -86,11 +108,9 @@ func (r *Reader) start(sealer blockSealer) error {
 	if err != nil {
 		return err
 	}
-	if hdr.Encryption != 0 && sealer == nil {
-		return fmt.Errorf("segment: object is sealed with encryption scheme %d: %w", hdr.Encryption, errors.ErrUnsupported)
-	}
-	if hdr.Encryption == 0 && sealer != nil {
-		return errors.New("segment: a sealer was given for an object that is not encrypted")
+	sealer, err := readSealer(r.keys, hdr)
+	if err != nil {
+		return err
 	}
 	if r.dec == nil || r.dec.c != hdr.Compression {
 		if r.dec, err = newDecompressor(hdr.Compression); err != nil {
@@ -164,10 +184,13 @@ func (r *Reader) readBlock() error {
 	body := r.stored
 	if r.sealer != nil {
 		var err error
-		if r.opened, err = r.sealer.Open(r.opened[:0], body, r.nblock); err != nil {
+		if r.opened, err = r.sealer.Open(r.opened[:0], body, r.nblock, rawLen, plain); err != nil {
 			return at("cannot open sealed block: %v", err)
 		}
 		body = r.opened
+		if !plain && (len(body) == 0 || len(body) >= int(rawLen)) {
+			return at("compressed length %d for raw length %d", len(body), rawLen)
+		}
 	}
 	var raw []byte
 	if plain {
@@ -191,6 +214,7 @@ func (r *Reader) readBlock() error {
 		return at("%v", err)
 	}
 	r.raw, r.pos = raw, 0
+	r.body, r.compressed = body, !plain
 	r.nblock++
 	r.pages += n
 	return nil
@@ -204,6 +228,9 @@ func (r *Reader) checkStored(rawLen, storedLen uint32, plain bool, crc uint32) e
 		}
 		if crc != 0 {
 			return errors.New("sealed block with a nonzero CRC")
+		}
+		if !plain && r.hdr.Compression == CompressionNone {
+			return errors.New("compressed block in an uncompressed object")
 		}
 		return nil
 	}
@@ -293,10 +320,16 @@ func (r *Reader) readFull(b []byte, hashed bool, what string) error {
 	return fmt.Errorf("segment: reading %s at offset %d: %w", what, r.off, err)
 }
 
-// Verify reads a whole object from src and returns its header if every
-// check passes. It is what a scrubber or "verify" command needs.
+// Verify reads a whole plaintext object from src and returns its header if
+// every check passes. It is what a scrubber or "verify" command needs.
 func Verify(src io.Reader) (Header, error) {
-	r, err := NewReader(src)
+	return VerifyOptions(src, ReaderOptions{})
+}
+
+// VerifyOptions is Verify for objects that may be encrypted: opts.Keys
+// must hold the key of an encrypted object.
+func VerifyOptions(src io.Reader, opts ReaderOptions) (Header, error) {
+	r, err := NewReaderOptions(src, opts)
 	if err != nil {
 		return Header{}, err
 	}

@@ -188,12 +188,6 @@ func TestWriterLifecycle(t *testing.T) {
 	if _, err := NewWriter(io.Discard, hdr, WriterOptions{BlockPages: -1}); err == nil {
 		t.Error("NewWriter accepted negative pages per block")
 	}
-	enc := hdr
-	enc.Encryption = 1
-	if _, err := NewWriter(io.Discard, enc, WriterOptions{}); !errors.Is(err, errors.ErrUnsupported) {
-		t.Errorf("NewWriter with encryption: %v, want ErrUnsupported", err)
-	}
-
 	var buf bytes.Buffer
 	w, err := NewWriter(&buf, hdr, WriterOptions{})
 	if err != nil {

@@ -8,14 +8,21 @@ import (
 	"io"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/sqlitereplicator/replicator/core/crypt"
 )
 
-// WriterOptions tunes a Writer without changing what a Reader accepts.
+// WriterOptions configures a Writer.
 type WriterOptions struct {
 	// BlockPages caps the pages per block. 0 means MaxBlockPages(page
 	// size), the right choice for replication; smaller blocks compress a
 	// little worse and exist for tests and for future random access.
 	BlockPages int
+	// Key, when set, encrypts the object (scheme EncryptionAESGCM, see
+	// "Encryption" in doc.go): the Writer sets the header's Encryption,
+	// KeyID and a fresh random Salt, which Header then returns. nil writes
+	// a plaintext object.
+	Key *crypt.Key
 }
 
 // Writer streams an object to an io.Writer. It holds one block in memory,
@@ -50,15 +57,12 @@ type Writer struct {
 }
 
 // NewWriter validates hdr, writes it to dst and returns a Writer for the
-// hdr.PageCount pages that follow. hdr.Encryption must be 0: this version
-// cannot seal blocks. Closing the Writer does not close dst.
+// hdr.PageCount pages that follow. The header's encryption fields come from
+// opts.Key, not from hdr: a hdr that asks for encryption without a key is
+// refused. Closing the Writer does not close dst.
 func NewWriter(dst io.Writer, hdr Header, opts WriterOptions) (*Writer, error) {
-	return newWriter(dst, hdr, opts, nil)
-}
-
-func newWriter(dst io.Writer, hdr Header, opts WriterOptions, sealer blockSealer) (*Writer, error) {
 	w := &Writer{opts: opts}
-	if err := w.reset(dst, hdr, sealer); err != nil {
+	if err := w.reset(dst, hdr); err != nil {
 		return nil, err
 	}
 	return w, nil
@@ -70,10 +74,10 @@ func newWriter(dst io.Writer, hdr Header, opts WriterOptions, sealer blockSealer
 // reuse a Writer: a zstd encoder costs far more to set up than a small
 // segment costs to compress. If Reset fails, the Writer stays unusable.
 func (w *Writer) Reset(dst io.Writer, hdr Header) error {
-	return w.reset(dst, hdr, nil)
+	return w.reset(dst, hdr)
 }
 
-func (w *Writer) reset(dst io.Writer, hdr Header, sealer blockSealer) error {
+func (w *Writer) reset(dst io.Writer, hdr Header) error {
 	// Only reusable state survives; everything else starts from zero.
 	*w = Writer{
 		opts:   w.opts,
@@ -83,21 +87,22 @@ func (w *Writer) reset(dst io.Writer, hdr Header, sealer blockSealer) error {
 		comp:   w.comp,
 		closed: true, // until the header is out
 	}
-	w.err = w.start(dst, hdr, sealer)
+	w.err = w.start(dst, hdr)
 	return w.err
 }
 
-func (w *Writer) start(dst io.Writer, hdr Header, sealer blockSealer) error {
+func (w *Writer) start(dst io.Writer, hdr Header) error {
+	if w.opts.Key != nil || hdr.Encryption == EncryptionNone {
+		// The key decides; stale fields from a copied header must not
+		// fail validation or leak into the new object.
+		hdr.Encryption, hdr.KeyID, hdr.Salt = EncryptionNone, crypt.ID{}, [crypt.SaltSize]byte{}
+	}
 	if err := hdr.Validate(); err != nil {
 		return err
 	}
-	switch {
-	case hdr.Encryption != 0 && sealer == nil:
-		return fmt.Errorf("segment: writing encryption scheme %d: %w", hdr.Encryption, errors.ErrUnsupported)
-	case hdr.Encryption == 0 && sealer != nil:
-		return errors.New("segment: a sealer needs a header with a nonzero encryption scheme")
-	case sealer != nil && (sealer.Overhead() < 0 || sealer.Overhead() > maxSealOverhead):
-		return fmt.Errorf("segment: sealer overhead %d is outside 0..%d", sealer.Overhead(), maxSealOverhead)
+	sealer, err := writeSealer(w.opts.Key, &hdr)
+	if err != nil {
+		return err
 	}
 	maxPages := MaxBlockPages(hdr.PageSize)
 	bp := w.opts.BlockPages
@@ -133,7 +138,8 @@ func (w *Writer) start(dst io.Writer, hdr Header, sealer blockSealer) error {
 	return nil
 }
 
-// Header returns the header the Writer was created with.
+// Header returns the header the Writer wrote: the one it was given, with
+// the encryption fields set from WriterOptions.Key.
 func (w *Writer) Header() Header { return w.hdr }
 
 // Size returns how many bytes the Writer has written to dst so far; after a
@@ -219,9 +225,19 @@ func (w *Writer) flush() error {
 	if !compressed {
 		body = raw
 	}
+	if err := w.emit(raw, body, compressed); err != nil {
+		return err
+	}
+	w.raw = w.raw[:0]
+	return nil
+}
+
+// emit seals (or checksums) and writes one block whose records are raw and
+// whose stored form, before sealing, is body.
+func (w *Writer) emit(raw, body []byte, compressed bool) error {
 	var bh [blockHeaderSize]byte
 	if w.sealer != nil {
-		w.sealed = w.sealer.Seal(w.sealed[:0], body, w.nblock)
+		w.sealed = w.sealer.Seal(w.sealed[:0], body, w.nblock, uint32(len(raw)), !compressed)
 		body = w.sealed
 		if len(body) > len(raw)+maxSealOverhead {
 			return w.fail(fmt.Errorf("segment: sealer produced %d bytes for a %d-byte block", len(body), len(raw)))
@@ -242,8 +258,32 @@ func (w *Writer) flush() error {
 		return err
 	}
 	w.nblock++
-	w.raw = w.raw[:0]
 	return nil
+}
+
+// copyBlock writes a block that a Reader verified, keeping its stored
+// (compressed) form: raw is its records, body its stored bytes. The
+// Writer must have no pending page. Page accounting is as for WritePage,
+// so Close still checks the count and a snapshot's checksum.
+func (w *Writer) copyBlock(raw, body []byte, compressed bool) error {
+	if w.err != nil {
+		return w.err
+	}
+	if w.closed || len(w.raw) != 0 {
+		return w.fail(errors.New("segment: copying a block into a closed Writer or after WritePage"))
+	}
+	for off := 0; off+w.recSize <= len(raw); off += w.recSize {
+		pgno := binary.BigEndian.Uint32(raw[off:])
+		if pgno <= w.last || w.written >= w.hdr.PageCount {
+			return w.fail(fmt.Errorf("segment: copied block holds page %d after page %d (%d of %d pages)", pgno, w.last, w.written, w.hdr.PageCount))
+		}
+		w.written++
+		w.last = pgno
+		if w.hdr.Kind == KindSnapshot {
+			w.sum = w.sum.AddPage(pgno, raw[off+4:off+w.recSize])
+		}
+	}
+	return w.emit(raw, body, compressed)
 }
 
 // write writes b to dst, adding it to the trailer hash if hashed.

@@ -41,6 +41,12 @@ type Config struct {
 	// OnRestart, if set, is called each time the plugin is started again
 	// after it died (for a metric).
 	OnRestart func()
+	// MinRestartDelay and MaxRestartDelay bound the backoff between
+	// restarts of a plugin that keeps dying: the first restart after a
+	// death is immediate, the next waits MinRestartDelay (zero: 100ms),
+	// doubling up to MaxRestartDelay (zero: 30s). A plugin that stayed up
+	// for MaxRestartDelay starts over with an immediate restart.
+	MinRestartDelay, MaxRestartDelay time.Duration
 }
 
 // Plugin is one plugin executable, started on first use and again after
@@ -57,6 +63,38 @@ type Plugin struct {
 	version  int
 	restarts int
 	closed   bool
+	// started is when the running process was launched; a process that
+	// lived long enough resets the backoff.
+	started time.Time
+	// rs is written only by current, holding mu and hmu; Health reads it
+	// holding only hmu, so that it never waits for a launch in progress.
+	hmu sync.Mutex
+	rs  restartState
+}
+
+// restartState is the backoff state of a plugin that died.
+type restartState struct {
+	down      bool // from a death until the next successful launch
+	attempt   int  // restarts tried since the plugin last stayed up
+	nextStart time.Time
+	lastErr   error
+}
+
+// describe says that the plugin is restarting, which attempt is next and
+// when.
+func (rs restartState) describe(name string, now time.Time) string {
+	next := "at the next request"
+	if wait := rs.nextStart.Sub(now); wait > 0 {
+		next = "next in " + wait.Round(time.Millisecond).String()
+	}
+	return fmt.Sprintf("plugin %s restarting: attempt %d, %s (%v)", name, rs.attempt, next, rs.lastErr)
+}
+
+// setRestart replaces the backoff state; p.mu is held.
+func (p *Plugin) setRestart(rs restartState) {
+	p.hmu.Lock()
+	p.rs = rs
+	p.hmu.Unlock()
 }
 
 // New returns a Plugin for cfg; nothing runs until it is used.
@@ -114,7 +152,10 @@ func (p *Plugin) Close() error {
 }
 
 // current returns an Opener of a running plugin process, launching one when
-// there is none or the last one died.
+// there is none or the last one died. A plugin that keeps dying is not
+// started again before its backoff delay has passed: calls fail at once with
+// a transient error saying when the next attempt is, so callers retry
+// instead of waiting here with the lock held.
 func (p *Plugin) current(ctx context.Context) (sdk.Opener, uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -124,22 +165,87 @@ func (p *Plugin) current(ctx context.Context) (sdk.Opener, uint64, error) {
 	if p.client != nil && !p.client.Exited() {
 		return p.opener, p.epoch, nil
 	}
+	now := time.Now()
+	rs := p.rs
 	if p.client != nil {
 		p.client.Kill()
 		p.client = nil
-		p.restarts++
-		p.log.Warn("storage plugin exited; starting it again", "restarts", p.restarts)
-		if p.cfg.OnRestart != nil {
-			p.cfg.OnRestart()
+		if now.Sub(p.started) >= p.maxDelay() {
+			rs.attempt = 0 // it had stayed up: no backoff for this death
 		}
+		rs.down = true
+		rs.lastErr = errors.New("the plugin process exited")
+		rs.attempt++
+		rs.nextStart = now.Add(p.delay(rs.attempt))
+		p.setRestart(rs)
+		p.log.Warn("storage plugin exited; starting it again", "attempt", rs.attempt, "in", rs.nextStart.Sub(now).String())
+	}
+	if rs.down && now.Before(rs.nextStart) {
+		return nil, 0, sdk.Errorf(sdk.Unavailable, "%s", rs.describe(p.cfg.Name, now))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
 	if err := p.launch(); err != nil {
-		return nil, 0, err
+		if !rs.down {
+			return nil, 0, err
+		}
+		rs.attempt++
+		rs.lastErr = err
+		rs.nextStart = time.Now().Add(p.delay(rs.attempt))
+		p.setRestart(rs)
+		p.log.Warn("storage plugin did not start again", "attempt", rs.attempt-1, "err", err, "next in", time.Until(rs.nextStart).String())
+		return nil, 0, sdk.Errorf(sdk.Unavailable, "%s: %v", rs.describe(p.cfg.Name, time.Now()), err)
+	}
+	p.started = time.Now()
+	if rs.down {
+		rs.down, rs.lastErr = false, nil
+		p.setRestart(rs)
+		p.restarts++
+		p.log.Info("storage plugin started again", "restarts", p.restarts)
+		if p.cfg.OnRestart != nil {
+			p.cfg.OnRestart()
+		}
 	}
 	return p.opener, p.epoch, nil
+}
+
+// delay is the wait before restart attempt n (1-based): none for the first,
+// then MinRestartDelay doubling up to MaxRestartDelay.
+func (p *Plugin) delay(n int) time.Duration {
+	if n <= 1 {
+		return 0
+	}
+	d := p.cfg.MinRestartDelay
+	if d <= 0 {
+		d = 100 * time.Millisecond
+	}
+	for i := 2; i < n && d < p.maxDelay(); i++ {
+		d *= 2
+	}
+	return min(d, p.maxDelay())
+}
+
+func (p *Plugin) maxDelay() time.Duration {
+	if p.cfg.MaxRestartDelay > 0 {
+		return p.cfg.MaxRestartDelay
+	}
+	return 30 * time.Second
+}
+
+// Health returns nil unless the plugin died and a restart is pending; then
+// an error saying which attempt is next and when, which the daemon's
+// /healthz reports. It starts nothing and never waits for a launch in
+// progress. A plugin that died while idle is not reported: the next request
+// starts it again at once.
+func (p *Plugin) Health() error {
+	p.hmu.Lock()
+	rs := p.rs
+	p.hmu.Unlock()
+	if rs.down {
+		return errors.New(rs.describe(p.cfg.Name, time.Now()))
+	}
+	return nil
 }
 
 // check is called after a transient error from the plugin launched as

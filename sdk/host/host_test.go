@@ -331,3 +331,75 @@ func TestOnRestartCalled(t *testing.T) {
 		t.Fatalf("OnRestart called %d times, want 1", calls)
 	}
 }
+
+// TestRestartBackoff kills the plugin again and again: the first restart
+// is immediate, each further one waits twice as long (up to the maximum),
+// calls in between fail at once with a transient error that says so, and
+// a plugin that stayed up long enough is restarted at once again.
+func TestRestartBackoff(t *testing.T) {
+	const minDelay, maxDelay = 80 * time.Millisecond, 320 * time.Millisecond
+	p := newPlugin(t, "plugin", host.Config{MinRestartDelay: minDelay, MaxRestartDelay: maxDelay})
+	ctx := context.Background()
+	st, err := p.Open(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kill := func() {
+		t.Helper()
+		pid := p.Pid()
+		if pid == 0 {
+			t.Fatal("plugin not running")
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the plugin to be seen dead", func() bool { return p.Pid() == 0 })
+		// Dead while idle is not unhealthy: the next request starts it.
+		if err := p.Health(); err != nil && !strings.Contains(err.Error(), "restarting") {
+			t.Fatalf("Health() = %v", err)
+		}
+	}
+	stat := func() error {
+		_, err := st.Stat(ctx, "x")
+		if errors.Is(err, sdk.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	// Restart n waits want; calls before that fail with a transient error.
+	for n, want := range []time.Duration{0, minDelay, 2 * minDelay, 4 * minDelay, maxDelay, maxDelay} {
+		kill()
+		start := time.Now()
+		err := stat()
+		if want == 0 {
+			if err != nil {
+				t.Fatalf("first restart: %v, want an immediate restart", err)
+			}
+			continue
+		}
+		if !sdk.IsTransient(err) || !strings.Contains(err.Error(), fmt.Sprintf("restarting: attempt %d, next in", n+1)) {
+			t.Fatalf("restart %d: call during backoff: %v, want a transient 'restarting: attempt %d, next in' error", n+1, err, n+1)
+		}
+		if h := p.Health(); h == nil || !strings.Contains(h.Error(), "restarting") {
+			t.Fatalf("Health() during backoff = %v", h)
+		}
+		for stat() != nil {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := time.Since(start); got < want || got > want+2*time.Second {
+			t.Fatalf("restart %d came after %s, want %s", n+1, got, want)
+		}
+		if h := p.Health(); h != nil {
+			t.Fatalf("Health() after restart = %v", h)
+		}
+	}
+	if got := p.Restarts(); got != 6 {
+		t.Fatalf("Restarts() = %d, want 6", got)
+	}
+	// Up for longer than the maximum delay: the next death restarts at once.
+	time.Sleep(maxDelay + 50*time.Millisecond)
+	kill()
+	if err := stat(); err != nil {
+		t.Fatalf("restart after a stable run: %v, want an immediate restart", err)
+	}
+}

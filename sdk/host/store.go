@@ -104,6 +104,10 @@ func (s *store) Delete(ctx context.Context, keys ...string) error {
 	return s.done(epoch, st.Delete(ctx, keys...))
 }
 
+// Health reports the plugin's state (see Plugin.Health), so that a caller
+// holding only the Storage can tell "restarting" from "the backend failed".
+func (s *store) Health() error { return s.p.Health() }
+
 func (s *store) Capabilities() sdk.Capabilities {
 	s.mu.Lock()
 	defer s.mu.Unlock()
