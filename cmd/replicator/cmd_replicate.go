@@ -80,7 +80,7 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 	}
 	runCtx, finishExec := startExec(ctx, e, *execCmd) // -exec: see exec.go
 	if ln != nil {
-		stop := serveHTTP(ln, newHTTPHandler(reg, d.statuses, time.Now), e.log)
+		stop := serveHTTP(ln, newHTTPHandler(reg, d.statuses, time.Now, d.healthReasons), e.log)
 		defer stop()
 	}
 	hup := make(chan os.Signal, 1)

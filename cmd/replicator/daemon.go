@@ -56,10 +56,11 @@ type dbRun struct {
 
 // followRun is one followed replica.
 type followRun struct {
-	cfg    config.FollowConfig
-	f      *follow.Follower
-	cancel context.CancelFunc
-	done   chan struct{}
+	cfg     config.FollowConfig
+	f       *follow.Follower
+	started time.Time
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 func newDaemon(e *env, flags config.Settings, stateDir string, reg *metrics.Registry) *daemon {
@@ -248,7 +249,7 @@ func (d *daemon) startFollow(ctx context.Context, fc config.FollowConfig) error 
 	f := follow.New(follow.Config{Replica: rep, Path: fc.Path, Interval: fc.Interval, Logger: d.e.log})
 	untrack := d.follows.Track(func() metrics.FollowState { return followState(fc, rep, f.Stats()) })
 	runCtx, cancel := context.WithCancel(ctx)
-	r := &followRun{cfg: fc, f: f, cancel: cancel, done: make(chan struct{})}
+	r := &followRun{cfg: fc, f: f, started: time.Now(), cancel: cancel, done: make(chan struct{})}
 	d.mu.Lock()
 	d.fols[fc.Path] = r
 	d.mu.Unlock()
@@ -354,6 +355,45 @@ func (d *daemon) statuses() []replicate.Status {
 		sts[i] = r.d.Status()
 	}
 	return sts
+}
+
+// staleFollowPolls is how many intervals a follower may go without a
+// successful poll before /healthz reports it.
+const staleFollowPolls = 10
+
+// healthReasons are the daemon's own reasons to be degraded, beyond its
+// databases' replicas: followers that cannot poll, and databases or
+// followers that stopped after an error.
+func (d *daemon) healthReasons(now time.Time) []string {
+	d.mu.Lock()
+	var out []string
+	for _, err := range d.failed {
+		out = append(out, fmt.Sprintf("stopped: %v", err))
+	}
+	fols := make([]*followRun, 0, len(d.fols))
+	for _, p := range sortedKeys(d.fols) {
+		fols = append(fols, d.fols[p])
+	}
+	d.mu.Unlock()
+	for _, r := range fols {
+		st := r.f.Stats()
+		since := st.LastPoll
+		if since.IsZero() {
+			since = r.started
+		}
+		interval := r.cfg.Interval
+		if interval <= 0 {
+			interval = time.Second
+		}
+		if age := now.Sub(since); age > staleFollowPolls*interval {
+			why := fmt.Sprintf("follower %s: no successful poll for %s", r.cfg.Path, age.Round(time.Second))
+			if st.LastErr != nil {
+				why += fmt.Sprintf(" (last error: %v)", st.LastErr)
+			}
+			out = append(out, why)
+		}
+	}
+	return out
 }
 
 // wait stops everything when ctx ends and returns the errors runs ended

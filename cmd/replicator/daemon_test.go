@@ -402,3 +402,36 @@ func TestDaemonEncryptedConfig(t *testing.T) {
 		t.Errorf("restored %d rows, want %d", got, app.n)
 	}
 }
+
+// TestDaemonFollowerHealth: a follower that cannot reach a state of its
+// replica makes /healthz degraded, naming it; one that follows is fine.
+func TestDaemonFollowerHealth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the daemon")
+	}
+	bin := buildReplicator(t)
+	dir := t.TempDir()
+	addr := loopbackAddr(t)
+	app := newAppDB(t, filepath.Join(dir, "app.db"))
+	app.insert(2)
+	rep := "file://" + filepath.Join(dir, "replica")
+	cfg := fmt.Sprintf("addr: %s\ndbs:\n  - path: %s\n    replicas: [{url: %q}]\nfollow:\n"+
+		"  - {path: %s, url: %q, interval: 100ms}\n  - {path: %s, url: %q, interval: 100ms}\n",
+		addr, app.path, rep, filepath.Join(dir, "good.db"), rep, filepath.Join(dir, "stuck.db"), "file://"+filepath.Join(dir, "empty"))
+	cfgPath := filepath.Join(dir, "replicator.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonProc(t, bin, addr, "-config", cfgPath)
+	var body string
+	d.waitFor("/healthz to report the stuck follower", 20*time.Second, func() bool {
+		var code int
+		code, body = d.get("/healthz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "follower "+filepath.Join(dir, "stuck.db"))
+	})
+	if strings.Contains(body, "good.db") {
+		t.Errorf("/healthz reports the follower that follows: %s", body)
+	}
+	d.waitFor("the good follower", 20*time.Second, func() bool { return followRows(t, filepath.Join(dir, "good.db")) == app.n })
+	d.stop()
+}

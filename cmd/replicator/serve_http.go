@@ -134,15 +134,21 @@ func statusJSON(sts []replicate.Status, now time.Time) []dbStatusJSON {
 }
 
 // newHTTPHandler serves /metrics (reg may be nil), /healthz and
-// /databases over the statuses dbs returns.
-func newHTTPHandler(reg *metrics.Registry, dbs func() []replicate.Status, now func() time.Time) http.Handler {
+// /databases over the statuses dbs returns; /healthz also reports the
+// reasons each of more gives (followers, runs that stopped).
+func newHTTPHandler(reg *metrics.Registry, dbs func() []replicate.Status, now func() time.Time, more ...func(time.Time) []string) http.Handler {
 	mux := http.NewServeMux()
 	if reg != nil {
 		mux.Handle("GET /metrics", reg.Handler())
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if reasons := healthReasons(dbs(), now()); len(reasons) > 0 {
+		t := now()
+		reasons := healthReasons(dbs(), t)
+		for _, m := range more {
+			reasons = append(reasons, m(t)...)
+		}
+		if len(reasons) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "degraded: %s\n", strings.Join(reasons, "; "))
 			return
