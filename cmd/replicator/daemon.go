@@ -39,7 +39,7 @@ type daemon struct {
 	fols    map[string]*followRun
 	dirs    []config.DirConfig
 	dirErrs map[string]string // the last start error of each dir database, logged once
-	failed  []error           // runs that ended with an error
+	failed  map[string]error  // runs that ended with an error, until started again
 	changed chan struct{}     // a run ended
 	wg      sync.WaitGroup
 }
@@ -68,6 +68,7 @@ func newDaemon(e *env, flags config.Settings, stateDir string, reg *metrics.Regi
 		e: e, flags: flags, stateDir: stateDir, reg: reg, follows: reg.RegisterFollows(), pool: newPluginPool(e),
 		watch: watch.New(watch.Options{Logger: e.log}),
 		dbs:   map[string]*dbRun{}, fols: map[string]*followRun{}, dirErrs: map[string]string{},
+		failed:  map[string]error{},
 		changed: make(chan struct{}, 1),
 	}
 }
@@ -223,6 +224,7 @@ func (d *daemon) startDB(ctx context.Context, dc config.DBConfig, fromDir bool) 
 	r.cancel = cancel
 	d.mu.Lock()
 	d.dbs[dc.Path] = r
+	delete(d.failed, "replicate "+dc.Path)
 	d.mu.Unlock()
 	d.wg.Add(1)
 	go func() {
@@ -232,7 +234,7 @@ func (d *daemon) startDB(ctx context.Context, dc config.DBConfig, fromDir bool) 
 		for _, c := range r.closers {
 			c()
 		}
-		d.ended(fmt.Sprintf("replicate %s", dc.Path), err, func() {
+		d.ended("replicate "+dc.Path, err, func() {
 			if d.dbs[dc.Path] == r {
 				delete(d.dbs, dc.Path)
 			}
@@ -252,6 +254,7 @@ func (d *daemon) startFollow(ctx context.Context, fc config.FollowConfig) error 
 	r := &followRun{cfg: fc, f: f, started: time.Now(), cancel: cancel, done: make(chan struct{})}
 	d.mu.Lock()
 	d.fols[fc.Path] = r
+	delete(d.failed, "follow "+fc.Path)
 	d.mu.Unlock()
 	d.e.log.Info("following", "replica", fc.Replica.String(), "db", fc.Path)
 	d.wg.Add(1)
@@ -261,7 +264,7 @@ func (d *daemon) startFollow(ctx context.Context, fc config.FollowConfig) error 
 		err := f.Run(runCtx)
 		untrack()
 		closeFn()
-		d.ended(fmt.Sprintf("follow %s", fc.Path), err, func() {
+		d.ended("follow "+fc.Path, err, func() {
 			if d.fols[fc.Path] == r {
 				delete(d.fols, fc.Path)
 			}
@@ -283,7 +286,7 @@ func (d *daemon) ended(what string, err error, remove func()) {
 	d.mu.Lock()
 	remove()
 	if err != nil {
-		d.failed = append(d.failed, fmt.Errorf("%s: %w", what, err))
+		d.failed[what] = fmt.Errorf("%s: %w", what, err)
 	}
 	d.mu.Unlock()
 	if err != nil {
@@ -367,8 +370,8 @@ const staleFollowPolls = 10
 func (d *daemon) healthReasons(now time.Time) []string {
 	d.mu.Lock()
 	var out []string
-	for _, err := range d.failed {
-		out = append(out, fmt.Sprintf("stopped: %v", err))
+	for _, what := range sortedKeys(d.failed) {
+		out = append(out, fmt.Sprintf("stopped: %v", d.failed[what]))
 	}
 	fols := make([]*followRun, 0, len(d.fols))
 	for _, p := range sortedKeys(d.fols) {
@@ -403,7 +406,11 @@ func (d *daemon) wait() error {
 	d.watch.Close()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return errors.Join(d.failed...)
+	var errs []error
+	for _, what := range sortedKeys(d.failed) {
+		errs = append(errs, d.failed[what])
+	}
+	return errors.Join(errs...)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
