@@ -34,6 +34,10 @@ type daemon struct {
 	// instance and one poll loop for the whole daemon.
 	watch *watch.Watcher
 
+	// changing serializes what starts and stops runs: a reload and a
+	// directory scan never start the same database twice.
+	changing sync.Mutex
+
 	mu      sync.Mutex
 	dbs     map[string]*dbRun
 	fols    map[string]*followRun
@@ -77,6 +81,8 @@ func newDaemon(e *env, flags config.Settings, stateDir string, reg *metrics.Regi
 // the first database or follower that cannot start is returned; on a
 // reload it is logged and the rest still applied.
 func (d *daemon) apply(ctx context.Context, cfg *config.Config, strict bool) error {
+	d.changing.Lock()
+	defer d.changing.Unlock()
 	want := map[string]config.DBConfig{}
 	for _, dc := range cfg.DBs {
 		want[dc.Path] = dc

@@ -117,6 +117,8 @@ func (d *daemon) watchDirs(ctx context.Context) {
 }
 
 func (d *daemon) rescan(ctx context.Context) {
+	d.changing.Lock()
+	defer d.changing.Unlock()
 	d.mu.Lock()
 	explicit := map[string]config.DBConfig{}
 	var fromDirs []string
