@@ -59,6 +59,18 @@ func (l *Lease) Ensure(ctx context.Context) error {
 	if l.etag != "" && time.Since(l.renewed) < l.ttl/3 {
 		return nil
 	}
+	if l.etag != "" {
+		// Held: one conditional write renews it. It succeeds only if
+		// nobody wrote the lease since we did, so no read is needed.
+		err := l.write(ctx, leaseRecord{Owner: l.owner, Epoch: l.epoch + 1, Expires: time.Now().Add(l.ttl)}, sdk.PutOptions{IfMatch: l.etag})
+		if !errors.Is(err, ErrLeaseHeld) {
+			return err
+		}
+		if cur, _, rerr := l.read(ctx); rerr == nil {
+			return fmt.Errorf("%w: the lease of %s was taken over by %s (epoch %d)", ErrLeaseHeld, l.r.Name, cur.Owner, cur.Epoch)
+		}
+		return err
+	}
 	cur, etag, err := l.read(ctx)
 	if err != nil && !errors.Is(err, sdk.ErrNotFound) {
 		return err
@@ -71,9 +83,6 @@ func (l *Lease) Ensure(ctx context.Context) error {
 		l.etag = ""
 		return fmt.Errorf("%w: %s holds the lease of %s until %s; stop the other replicator or replicate to another path",
 			ErrLeaseHeld, cur.Owner, l.r.Name, cur.Expires.Format(time.RFC3339))
-	case l.etag != "" && etag != l.etag:
-		l.etag = ""
-		return fmt.Errorf("%w: the lease of %s was taken over by %s (epoch %d)", ErrLeaseHeld, l.r.Name, cur.Owner, cur.Epoch)
 	}
 	return l.write(ctx, leaseRecord{Owner: l.owner, Epoch: cur.Epoch + 1, Expires: now.Add(l.ttl)}, sdk.PutOptions{IfMatch: etag})
 }
