@@ -106,6 +106,9 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config, strict bool) err
 	// Stop what went away or changed, then start what is new.
 	for _, path := range d.paths() {
 		r := d.db(path)
+		if r == nil {
+			continue // it ended meanwhile
+		}
 		if nc, ok := want[path]; ok && sameDB(r.cfg, nc) {
 			delete(want, path)
 			continue
