@@ -62,13 +62,7 @@ func scenarioKill9(s *scen) {
 	last := d.waitSynced(syncTimeout)
 	d.stop()
 	r := s.restore()
-	if r.TxID < last.TxID {
-		keys := slices.Sorted(maps.Keys(s.keys()))
-		if len(keys) > 12 {
-			keys = keys[len(keys)-12:]
-		}
-		s.t.Fatalf("restored txid %d after retention, but the daemon reported txid %d replicated; the replica's last objects: %s\n%s", r.TxID, last.TxID, strings.Join(keys, " "), d.logTail())
-	}
+	s.wantReached(r, last.TxID, d, "after the kill -9 rounds")
 	s.wantSame(r, s.contentOf(s.db), fmt.Sprintf("final restore after kill -9 rounds (the daemon reported txid %d replicated)", last.TxID))
 }
 
@@ -337,13 +331,7 @@ func scenarioRetention(s *scen) {
 	last := d.waitSynced(syncTimeout)
 	d.stop()
 	r := s.restore()
-	if r.TxID < last.TxID {
-		keys := slices.Sorted(maps.Keys(s.keys()))
-		if len(keys) > 12 {
-			keys = keys[len(keys)-12:]
-		}
-		s.t.Fatalf("restored txid %d after retention, but the daemon reported txid %d replicated; the replica's last objects: %s\n%s", r.TxID, last.TxID, strings.Join(keys, " "), d.logTail())
-	}
+	s.wantReached(r, last.TxID, d, "after retention")
 	s.wantSame(r, s.contentOf(s.db), fmt.Sprintf("restore after retention deleted objects (%d restores during; the daemon reported txid %d replicated)", restores, last.TxID))
 }
 
@@ -372,4 +360,19 @@ func (s *scen) keys() map[string]bool {
 		s.t.Fatalf("list the replica's objects: %v", err)
 	}
 	return keys
+}
+
+// wantReached fails the scenario when restore r stopped short of txid, the
+// position the daemon d reported replicated, showing the replica's newest
+// objects.
+func (s *scen) wantReached(r restored, txid uint64, d *daemon, when string) {
+	s.t.Helper()
+	if r.TxID >= txid {
+		return
+	}
+	keys := slices.Sorted(maps.Keys(s.keys()))
+	if len(keys) > 12 {
+		keys = keys[len(keys)-12:]
+	}
+	s.t.Fatalf("restored txid %d %s, but the daemon reported txid %d replicated; the replica's last objects: %s\n%s", r.TxID, when, txid, strings.Join(keys, " "), d.logTail())
 }

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,9 +39,7 @@ var (
 // Follows is the metrics of the daemon's followers; register it once with
 // Registry.RegisterFollows.
 type Follows struct {
-	mu      sync.Mutex
-	next    int
-	sources map[int]func() FollowState
+	followers sources[FollowState]
 }
 
 // RegisterFollows adds the follower metrics to the registry and returns
@@ -51,7 +48,7 @@ func (r *Registry) RegisterFollows() *Follows {
 	if r == nil {
 		return nil
 	}
-	f := &Follows{sources: map[int]func() FollowState{}}
+	f := &Follows{}
 	r.reg.MustRegister(f)
 	return f
 }
@@ -62,16 +59,7 @@ func (f *Follows) Track(state func() FollowState) (untrack func()) {
 	if f == nil {
 		return func() {}
 	}
-	f.mu.Lock()
-	id := f.next
-	f.next++
-	f.sources[id] = state
-	f.mu.Unlock()
-	return func() {
-		f.mu.Lock()
-		delete(f.sources, id)
-		f.mu.Unlock()
-	}
+	return f.followers.add(state)
 }
 
 // Describe implements prometheus.Collector.
@@ -83,14 +71,8 @@ func (f *Follows) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (f *Follows) Collect(ch chan<- prometheus.Metric) {
-	f.mu.Lock()
-	fns := make([]func() FollowState, 0, len(f.sources))
-	for _, fn := range f.sources {
-		fns = append(fns, fn)
-	}
-	f.mu.Unlock()
 	now := time.Now()
-	for _, fn := range fns {
+	for _, fn := range f.followers.all() {
 		s := fn()
 		g := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, s.Path, s.Replica)

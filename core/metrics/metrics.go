@@ -6,7 +6,6 @@ package metrics
 
 import (
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,9 +54,7 @@ type Registry struct {
 	rebases        *prometheus.CounterVec
 	storage        *storageMetrics
 
-	mu      sync.Mutex
-	next    int
-	sources map[int]func() DBState
+	dbs sources[DBState]
 }
 
 var (
@@ -82,7 +79,7 @@ var (
 // New returns an empty Registry, with the Go runtime and process
 // collectors registered.
 func New() *Registry {
-	r := &Registry{reg: prometheus.NewRegistry(), sources: map[int]func() DBState{}}
+	r := &Registry{reg: prometheus.NewRegistry()}
 	r.uploadBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "replicator_replica_upload_bytes_total",
 		Help: "Bytes sent to the replica, by operation (snapshot, segment) and result (ok, error).",
@@ -132,16 +129,7 @@ func (r *Registry) Track(state func() DBState) (untrack func()) {
 	if r == nil {
 		return func() {}
 	}
-	r.mu.Lock()
-	id := r.next
-	r.next++
-	r.sources[id] = state
-	r.mu.Unlock()
-	return func() {
-		r.mu.Lock()
-		delete(r.sources, id)
-		r.mu.Unlock()
-	}
+	return r.dbs.add(state)
 }
 
 // Upload counts one upload to a replica of bytes bytes.
@@ -217,12 +205,7 @@ func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
-	c.r.mu.Lock()
-	fns := make([]func() DBState, 0, len(c.r.sources))
-	for _, fn := range c.r.sources {
-		fns = append(fns, fn)
-	}
-	c.r.mu.Unlock()
+	fns := c.r.dbs.all()
 	ch <- prometheus.MustNewConstMetric(descTracked, prometheus.GaugeValue, float64(len(fns)))
 	for _, fn := range fns {
 		s := fn()
