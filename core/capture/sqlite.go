@@ -60,6 +60,9 @@ type reader struct {
 // begin starts a read transaction and establishes its snapshot.
 func (r *reader) begin(ctx context.Context) error {
 	if _, err := r.conn.ExecContext(ctx, "BEGIN DEFERRED"); err != nil {
+		// A BEGIN cut short by cancellation may still have opened the
+		// transaction; the next begin would then fail.
+		_, _ = r.conn.ExecContext(context.Background(), "ROLLBACK")
 		return fmt.Errorf("begin read transaction: %w", err)
 	}
 	var n int
