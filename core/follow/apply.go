@@ -134,6 +134,8 @@ type writeTx struct {
 // transaction, that no other connection committed since the last look.
 func (f *Follower) begin(ctx context.Context) (*writeTx, error) {
 	if _, err := f.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		// A BEGIN cut short by cancellation may still have taken the lock.
+		_, _ = f.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
 		return nil, fmt.Errorf("begin a write transaction on %s: %w", f.cfg.Path, err)
 	}
 	tx := &writeTx{f: f, ctx: ctx, hashes: append([]uint64(nil), f.hashes...), sum: f.sum, counters: f.counters, delta: f.delta}

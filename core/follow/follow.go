@@ -301,7 +301,9 @@ func (f *Follower) setPosition(p Position) {
 func (f *Follower) readAll(ctx context.Context) error {
 	// One read transaction, so that data_version belongs to the pages read.
 	if _, err := f.conn.ExecContext(ctx, "BEGIN"); err != nil {
-		return err
+		// A BEGIN cut short by cancellation may still have opened it.
+		_, _ = f.conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return fmt.Errorf("begin reading %s: %w", f.cfg.Path, err)
 	}
 	defer f.conn.ExecContext(context.WithoutCancel(ctx), "COMMIT")
 	rows, err := f.conn.QueryContext(ctx, "SELECT pgno, data FROM sqlite_dbpage ORDER BY pgno")
