@@ -52,6 +52,17 @@ type Capturer struct {
 	hashes *localstate.Hashes // at pos.TxID
 
 	savedHashes uint64 // txid of the hash file on disk
+	// copied is the WAL position of the last complete checkpoint: the WAL
+	// up to it is in the database file, and the next writer starts the
+	// WAL over.
+	copied localstate.WALPosition
+	// broken, when set, says why the next step must catch up: a tail
+	// read under the write lock could not be staged after it.
+	broken string
+	// beforeLateStage, if set, runs between the release of a checkpoint's
+	// write lock and the staging of its tail (tests simulate a crash
+	// there).
+	beforeLateStage func() error
 }
 
 // Event describes what a capture produced.

@@ -131,10 +131,11 @@ func pageSize(ctx context.Context, c *sql.Conn) (uint32, error) {
 
 // checkpoint runs a PASSIVE checkpoint: it copies what no reader still
 // needs into the database file and takes no lock that blocks writers.
-func checkpoint(ctx context.Context, c *sql.Conn) error {
+// complete says the whole WAL is now in the database file.
+func checkpoint(ctx context.Context, c *sql.Conn) (complete bool, err error) {
 	var busy, log, done int
 	if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
+		return false, fmt.Errorf("checkpoint: %w", err)
 	}
-	return nil
+	return busy == 0 && log == done, nil
 }

@@ -17,25 +17,75 @@ import (
 // Step captures the transactions committed since the last capture, if
 // any, as one staged segment, and moves the held snapshot forward.
 func (c *Capturer) Step(ctx context.Context) (Event, error) {
-	if id, err := fileID(c.path); err != nil || id != c.pos.DBFile {
-		return Event{}, fmt.Errorf("%w: %s", ErrReplaced, c.path)
+	if reason := c.broken; reason != "" {
+		c.broken = ""
+		return c.catchUp(ctx, reason)
 	}
-	f, err := os.Open(c.walPath)
-	if errors.Is(err, os.ErrNotExist) {
-		return Event{}, nil
+	t, f, reason, err := c.readTail(ctx)
+	if f != nil {
+		defer f.Close()
 	}
 	if err != nil {
-		return Event{}, fmt.Errorf("open WAL: %w", err)
+		return Event{}, err
 	}
-	defer f.Close()
+	if reason != "" {
+		return c.catchUp(ctx, reason)
+	}
+	if t == nil {
+		return Event{}, nil
+	}
+	seg, err := c.stageTxns(ctx, t)
+	if errors.Is(err, wal.ErrReset) {
+		// A frame was overwritten after the scan.
+		return c.catchUp(ctx, err.Error())
+	}
+	if err != nil {
+		return Event{}, err
+	}
+	if err := c.leapfrog(ctx); err != nil {
+		return Event{}, err
+	}
+	return Event{Segment: &seg}, nil
+}
+
+// tail is what was committed after the captured position: its
+// transactions and where each page's final image is.
+type tail struct {
+	hdr  wal.Header
+	txns []wal.Txn
+	end  wal.Position
+	// final is the frame of each page's last image, for pages inside the
+	// database's new size; pgnos lists them in order.
+	final map[uint32]wal.Frame
+	pgnos []uint32
+	// page returns a page's final image.
+	page func(wal.Frame) ([]byte, error)
+}
+
+// readTail reads the WAL from the captured position. It returns a nil
+// tail when nothing was committed since, and a reason when continuity
+// with the captured position cannot be proven (a catch-up is due). The
+// returned file, when not nil, is the open WAL, which t.page reads: the
+// caller closes it.
+func (c *Capturer) readTail(ctx context.Context) (t *tail, f *os.File, reason string, err error) {
+	if id, err := fileID(c.path); err != nil || id != c.pos.DBFile {
+		return nil, nil, "", fmt.Errorf("%w: %s", ErrReplaced, c.path)
+	}
+	f, err = os.Open(c.walPath)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil, "", nil
+	}
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("open WAL: %w", err)
+	}
 	hdr, err := wal.ReadHeader(f)
 	if err != nil {
 		// No complete header yet: SQLite writes it with the first frame.
-		return Event{}, nil
+		return nil, f, "", nil
 	}
 	from, ok := c.continueFrom(hdr)
 	if !ok {
-		return c.catchUp(ctx, fmt.Sprintf("the WAL changed from salt-1 %d to %d between two reads", c.pos.WAL.Salt1, hdr.Salt1))
+		return nil, f, fmt.Sprintf("the WAL changed from salt-1 %d to %d between two reads", c.pos.WAL.Salt1, hdr.Salt1), nil
 	}
 	var txns []wal.Txn
 	end, err := wal.Scan(f, hdr, from, func(t wal.Txn) error {
@@ -43,25 +93,49 @@ func (c *Capturer) Step(ctx context.Context) (Event, error) {
 		return nil
 	})
 	if errors.Is(err, wal.ErrReset) {
-		return c.catchUp(ctx, err.Error())
+		return nil, f, err.Error(), nil
 	}
 	if err != nil {
-		return Event{}, fmt.Errorf("read WAL: %w", err)
+		return nil, f, "", fmt.Errorf("read WAL: %w", err)
 	}
 	if len(txns) == 0 {
-		return Event{}, nil
+		return nil, f, "", nil
 	}
-	seg, err := c.stageTxns(ctx, f, hdr, txns, end)
-	if err != nil {
-		if errors.Is(err, wal.ErrReset) {
-			return c.catchUp(ctx, err.Error())
+	t = &tail{hdr: hdr, txns: txns, end: end, final: map[uint32]wal.Frame{}}
+	newSize := txns[len(txns)-1].DBSize
+	// The final image of every page, last write wins across transactions.
+	for _, tx := range txns {
+		for _, fr := range tx.Pages() {
+			t.final[fr.Pgno] = fr
 		}
-		return Event{}, err
 	}
-	if err := c.leapfrog(ctx); err != nil {
-		return Event{}, err
+	for p := range t.final {
+		if p <= newSize {
+			t.pgnos = append(t.pgnos, p)
+		}
 	}
-	return Event{Segment: &seg}, nil
+	slices.Sort(t.pgnos)
+	t.page = func(fr wal.Frame) ([]byte, error) { return wal.ReadPage(f, hdr, fr) }
+	return t, f, "", nil
+}
+
+// inMemory reads t's pages into memory, so that t can be staged after the
+// WAL is gone. It reports false, reading nothing, when they would take
+// more than limit bytes.
+func (t *tail) inMemory(limit int64) (bool, error) {
+	if int64(len(t.pgnos))*int64(t.hdr.PageSize) > limit {
+		return false, nil
+	}
+	pages := make(map[uint32][]byte, len(t.pgnos))
+	for _, p := range t.pgnos {
+		page, err := t.page(t.final[p])
+		if err != nil {
+			return false, err
+		}
+		pages[p] = page
+	}
+	t.page = func(fr wal.Frame) ([]byte, error) { return pages[fr.Pgno], nil }
+	return true, nil
 }
 
 // continueFrom returns where to resume reading a WAL whose header is hdr:
@@ -85,30 +159,15 @@ func (c *Capturer) continueFrom(hdr wal.Header) (wal.Position, bool) {
 	return wal.Position{}, false
 }
 
-// stageTxns writes txns as one segment, durably, and commits the new
+// stageTxns writes t as one segment, durably, and commits the new
 // position.
-func (c *Capturer) stageTxns(ctx context.Context, f io.ReaderAt, hdr wal.Header, txns []wal.Txn, end wal.Position) (localstate.StagedSegment, error) {
-	last := txns[len(txns)-1]
-	newSize := last.DBSize
-	// The final image of every page, last write wins across transactions.
-	final := map[uint32]wal.Frame{}
-	for _, t := range txns {
-		for _, fr := range t.Pages() {
-			final[fr.Pgno] = fr
-		}
-	}
-	pgnos := make([]uint32, 0, len(final))
-	for p := range final {
-		if p <= newSize {
-			pgnos = append(pgnos, p)
-		}
-	}
-	slices.Sort(pgnos)
-
+func (c *Capturer) stageTxns(ctx context.Context, t *tail) (localstate.StagedSegment, error) {
+	hdr, txns, end, pgnos := t.hdr, t.txns, t.end, t.pgnos
+	newSize := txns[len(txns)-1].DBSize
 	// Pass 1: hash the new pages, for the checksum the header carries.
 	next := c.hashes.Clone()
 	for _, p := range pgnos {
-		page, err := wal.ReadPage(f, hdr, final[p])
+		page, err := t.page(t.final[p])
 		if err != nil {
 			return localstate.StagedSegment{}, err
 		}
@@ -130,7 +189,7 @@ func (c *Capturer) stageTxns(ctx context.Context, f io.ReaderAt, hdr wal.Header,
 			return err
 		}
 		for _, p := range pgnos {
-			page, err := wal.ReadPage(f, hdr, final[p])
+			page, err := t.page(t.final[p])
 			if err != nil {
 				return err
 			}

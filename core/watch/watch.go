@@ -12,7 +12,8 @@
 // lost event (queue overflow), a file system that has no notifications
 // (network and FUSE file systems), or a directory replaced under the
 // watch. A change is therefore noticed at once where notifications work,
-// and within one poll interval everywhere.
+// and within one poll interval everywhere. Notifications are implemented
+// for Linux (inotify); on other systems the poll alone sees changes.
 //
 // The poll costs one stat per subscribed file per interval, nothing else:
 // no storage request and no database access, so an idle daemon stays idle.
@@ -26,8 +27,6 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
-
-	"github.com/fsnotify/fsnotify"
 )
 
 // Options configure a Watcher.
@@ -50,7 +49,7 @@ var ErrClosed = errors.New("watcher closed")
 type Watcher struct {
 	log      *slog.Logger
 	interval time.Duration
-	fsw      *fsnotify.Watcher // nil: polling only
+	notes    notifier // nil: polling only
 
 	mu     sync.Mutex
 	next   int
@@ -91,13 +90,11 @@ func New(opts Options) *Watcher {
 		stop:     make(chan struct{}),
 	}
 	if !opts.PollOnly {
-		fsw, err := fsnotify.NewWatcher()
+		notes, err := newNotifier(w.changed, w.lost)
 		if err != nil {
 			w.log.Warn("no file-change notifications; changes are seen by polling only", "interval", w.interval, "err", err)
 		} else {
-			w.fsw = fsw
-			w.wg.Add(1)
-			go w.events()
+			w.notes = notes
 		}
 	}
 	w.wg.Add(1)
@@ -128,8 +125,8 @@ func (w *Watcher) Add(paths ...string) (changes <-chan struct{}, remove func(), 
 	}
 	for _, p := range s.paths {
 		dir := filepath.Dir(p)
-		if w.fsw != nil && w.dirs[dir] == 0 {
-			if err := w.fsw.Add(dir); err != nil {
+		if w.notes != nil && w.dirs[dir] == 0 {
+			if err := w.notes.add(dir); err != nil {
 				// Polling still covers this file.
 				w.log.Warn("no file-change notifications for a directory; its files are polled", "dir", dir, "interval", w.interval, "err", err)
 			}
@@ -166,8 +163,8 @@ func (w *Watcher) remove(id int) {
 		w.dirs[dir]--
 		if w.dirs[dir] <= 0 {
 			delete(w.dirs, dir)
-			if w.fsw != nil && !w.closed {
-				_ = w.fsw.Remove(dir) // fails only if the directory went away, which dropped the watch anyway
+			if w.notes != nil && !w.closed {
+				_ = w.notes.remove(dir) // fails only if the directory went away, which dropped the watch anyway
 			}
 		}
 	}
@@ -185,8 +182,8 @@ func (w *Watcher) Close() error {
 	w.mu.Unlock()
 	close(w.stop)
 	var err error
-	if w.fsw != nil {
-		err = w.fsw.Close()
+	if w.notes != nil {
+		err = w.notes.close()
 	}
 	w.wg.Wait()
 	return err
@@ -194,7 +191,7 @@ func (w *Watcher) Close() error {
 
 // Notifying reports whether file notifications are in use (otherwise
 // changes are seen by polling alone).
-func (w *Watcher) Notifying() bool { return w.fsw != nil }
+func (w *Watcher) Notifying() bool { return w.notes != nil }
 
 func notify(s *sub) {
 	select {
@@ -203,37 +200,28 @@ func notify(s *sub) {
 	}
 }
 
-// events forwards file notifications to the subscriptions of the file.
-func (w *Watcher) events() {
-	defer w.wg.Done()
-	for {
-		select {
-		case ev, ok := <-w.fsw.Events:
-			if !ok {
-				return
-			}
-			w.mu.Lock()
-			for _, s := range w.byPath[ev.Name] {
-				notify(s)
-			}
-			w.mu.Unlock()
-		case err, ok := <-w.fsw.Errors:
-			if !ok {
-				return
-			}
-			w.lost(err)
-		}
+// notifier reports changes in watched directories: changed gets the path
+// of a file that changed, lost is called when events were dropped.
+type notifier interface {
+	add(dir string) error
+	remove(dir string) error
+	watching() int // how many directories are watched
+	close() error
+}
+
+// changed tells the subscriptions of the file at path.
+func (w *Watcher) changed(path string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, s := range w.byPath[path] {
+		notify(s)
 	}
 }
 
-// lost handles a notification error: after an overflow some events are
-// gone, so every subscriber is told to look.
-func (w *Watcher) lost(err error) {
-	if !errors.Is(err, fsnotify.ErrEventOverflow) {
-		w.log.Debug("file notification error", "err", err)
-		return
-	}
-	w.log.Debug("file notifications overflowed; telling every database to look", "err", err)
+// lost tells every subscriber to look: after an overflow some events are
+// gone, and any file may have changed.
+func (w *Watcher) lost() {
+	w.log.Debug("file notifications overflowed; telling every database to look")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, s := range w.subs {

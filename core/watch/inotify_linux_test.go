@@ -1,0 +1,79 @@
+package watch
+
+import (
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestWriteFloodCoalesces: a file appended to as fast as possible must cost
+// a handful of events per settle period, not one per write; that is what
+// keeps a busy application's commits cheap.
+func TestWriteFloodCoalesces(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "db-wal")
+	var events, lost atomic.Int64
+	n, err := newNotifier(func(p string) {
+		if p == path {
+			events.Add(1)
+		}
+	}, func() { lost.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	if err := n.add(dir); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const writes = 20000
+	start := time.Now()
+	for range writes {
+		if _, err := f.Write(make([]byte, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	time.Sleep(3 * settle)
+	// Each settle period ends with one read, which can hold a merged
+	// event and the one queued after it.
+	limit := 2*int64(took/settle) + 4
+	if got := events.Load(); got == 0 || got > limit {
+		t.Fatalf("%d writes in %v gave %d events; want 1 to %d", writes, took, got, limit)
+	}
+	if lost.Load() != 0 {
+		t.Errorf("lost events reported for %d writes", writes)
+	}
+}
+
+func TestRemovedDirectoryIsForgotten(t *testing.T) {
+	dir := t.TempDir()
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	n, err := newNotifier(func(string) {}, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.close()
+	if err := n.add(sub); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sub); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(notified)
+	for n.watching() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a removed directory is still counted as watched")
+		}
+		time.Sleep(settle)
+	}
+}
