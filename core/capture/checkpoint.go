@@ -38,8 +38,16 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 	if err != nil || !got {
 		return Event{}, false, err
 	}
-	t, ev, complete, err := c.lockedCheckpoint(ctx)
+	// Once the lock is taken the rest is short, bounded work: finish it
+	// even on shutdown, rather than leave a tail to catch up on.
+	bounded := context.WithoutCancel(ctx)
+	t, ev, reason, complete, err := c.lockedCheckpoint(bounded)
 	c.unlockWrite()
+	if reason != "" {
+		// Not under the lock: a catch-up reads the whole database.
+		ev, err = c.catchUp(ctx, reason)
+		return ev, false, err
+	}
 	if err != nil {
 		if t != nil {
 			c.broken = fmt.Sprintf("the frames read at a failed checkpoint were not staged (%v)", err)
@@ -52,7 +60,7 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 			err = c.beforeLateStage()
 		}
 		if err == nil {
-			seg, err = c.stageTxns(ctx, t)
+			seg, err = c.stageTxns(bounded, t)
 		}
 		if err != nil {
 			c.broken = fmt.Sprintf("the frames read at a checkpoint could not be staged (%v)", err)
@@ -73,8 +81,9 @@ const maxLockedTail = 64 << 20
 // lockedCheckpoint is the part of Checkpoint under the write lock. It
 // returns the tail to stage once the lock is released, if any (a tail too
 // large to hold in memory is staged here, and is in the Event), and
-// whether the whole WAL is now in the database file.
-func (c *Capturer) lockedCheckpoint(ctx context.Context) (_ *tail, _ Event, complete bool, err error) {
+// whether the whole WAL is now in the database file. When continuity with
+// the captured position cannot be proven it does nothing and says why.
+func (c *Capturer) lockedCheckpoint(ctx context.Context) (_ *tail, _ Event, reason string, complete bool, err error) {
 	// No transaction can commit now: read the tail, then let go of the
 	// snapshot so the checkpoint can copy everything. The write lock keeps
 	// anyone from resetting the WAL while no reader is held.
@@ -82,33 +91,35 @@ func (c *Capturer) lockedCheckpoint(ctx context.Context) (_ *tail, _ Event, comp
 	if f != nil {
 		defer f.Close()
 	}
+	if err != nil || reason != "" {
+		return nil, Event{}, reason, false, err
+	}
 	var ev Event
-	switch {
-	case err != nil:
-	case reason != "":
-		t = nil
-		ev, err = c.catchUp(ctx, reason)
-	case t != nil:
-		var small bool
-		if small, err = t.inMemory(maxLockedTail); err == nil && !small {
-			var seg localstate.StagedSegment
-			seg, err = c.stageTxns(ctx, t)
+	if t != nil {
+		small, err := t.inMemory(maxLockedTail)
+		if err != nil {
+			return nil, Event{}, "", false, err
+		}
+		if !small {
+			seg, err := c.stageTxns(ctx, t)
+			if err != nil {
+				return nil, Event{}, "", false, err
+			}
 			ev, t = Event{Segment: &seg}, nil
 		}
 	}
-	if err != nil {
-		return nil, ev, false, err
-	}
+	// From here on an error returns t too: the caller must then not trust
+	// the WAL to keep it.
 	if err := c.readers[c.cur].end(); err != nil {
-		return nil, ev, false, err
+		return t, ev, "", false, err
 	}
 	complete, cerr := checkpoint(ctx, c.ckpt)
-	// Not cancellable: a reader must be held again before the write lock
-	// goes, or resets could go unseen.
-	if err := c.readers[c.cur].begin(context.Background()); err != nil {
-		return nil, ev, false, err
+	// A reader must be held again before the write lock goes, or resets
+	// could go unseen.
+	if err := c.readers[c.cur].begin(context.WithoutCancel(ctx)); err != nil {
+		return t, ev, "", false, err
 	}
-	return t, ev, complete, cerr
+	return t, ev, "", complete, cerr
 }
 
 // WALSize returns the bytes of WAL that a checkpoint would have to copy:
