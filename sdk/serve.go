@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
@@ -26,7 +25,7 @@ func Serve(name string, open OpenFunc) {
 	os.Stdout = handshakeOut
 
 	slog.SetDefault(slog.New(newHostLogHandler(logOut)).With("plugin", name))
-	go exitWithParent(os.Getppid(), time.Second)
+	exitWithParent()
 
 	plugins := VersionedPlugins(open)
 	plugin.Serve(&plugin.ServeConfig{
@@ -41,18 +40,6 @@ func Serve(name string, open OpenFunc) {
 		gp.srv.closeAll()
 	}
 	os.Exit(0)
-}
-
-// exitWithParent ends the process once its parent is gone: the host may
-// have died without a chance to stop its plugins, and an orphaned plugin
-// must not keep credentials and connections open.
-func exitWithParent(ppid int, every time.Duration) {
-	for {
-		time.Sleep(every)
-		if os.Getppid() != ppid {
-			os.Exit(3)
-		}
-	}
 }
 
 // newHostLogHandler returns a slog handler that writes the JSON lines

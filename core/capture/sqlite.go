@@ -21,6 +21,12 @@ var ErrNotWAL = errors.New("database is not in WAL mode")
 // openDB opens the database read-write (never creating it) with SQLite's
 // own automatic checkpoints off on our connections: the capturer decides
 // when to checkpoint.
+//
+// Each connection's page cache is capped at captureCacheKiB: the capturer
+// reads each page once (a snapshot or catch-up through sqlite_dbpage) and
+// otherwise only opens snapshots, so SQLite's default cache (2 MB per
+// connection) would only keep pages of the last snapshot resident, for
+// every database the daemon holds.
 func openDB(path string, busy time.Duration) (*sql.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -29,6 +35,7 @@ func openDB(path string, busy time.Duration) (*sql.DB, error) {
 	q.Add("mode", "rw")
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "wal_autocheckpoint(0)")
+	q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", captureCacheKiB))
 	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
@@ -37,6 +44,9 @@ func openDB(path string, busy time.Duration) (*sql.DB, error) {
 	db.SetConnMaxLifetime(0)
 	return db, nil
 }
+
+// captureCacheKiB is the page cache of each capture connection, in KiB.
+const captureCacheKiB = 256
 
 // checkWAL refuses a database that is not in WAL mode, saying how to fix it.
 func checkWAL(ctx context.Context, db *sql.DB, path string) error {
