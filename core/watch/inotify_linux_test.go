@@ -77,3 +77,47 @@ func TestRemovedDirectoryIsForgotten(t *testing.T) {
 		time.Sleep(settle)
 	}
 }
+
+// TestBusyDirectoryIsPolled: a directory whose files change faster than
+// notifications pay for is unwatched and polled, changes are still
+// reported, and once quiet it is watched again.
+func TestBusyDirectoryIsPolled(t *testing.T) {
+	dir := t.TempDir()
+	w := New(Options{PollInterval: time.Hour}) // only notifications and the busy poll
+	defer w.Close()
+	if !w.Notifying() {
+		t.Skip("no file notifications on this system")
+	}
+	path := filepath.Join(dir, "db-wal")
+	ch, _, err := w.Add(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(notified)
+	for w.notes.watching() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a directory written to every millisecond stayed watched")
+		}
+		write(t, path, "x")
+		time.Sleep(time.Millisecond)
+	}
+	for got(ch, 0) {
+	}
+	write(t, path, "y")
+	if !got(ch, time.Second) {
+		t.Fatal("a change in a busy directory was not reported")
+	}
+	deadline = time.Now().Add(busyQuiet + notified)
+	for w.notes.watching() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("a quiet directory was not watched again")
+		}
+		time.Sleep(busyPoll)
+	}
+	for got(ch, 0) {
+	}
+	write(t, path, "z")
+	if !got(ch, notified) {
+		t.Fatal("a change after the directory was watched again was not reported")
+	}
+}

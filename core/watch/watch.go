@@ -55,12 +55,40 @@ type Watcher struct {
 	next   int
 	subs   map[int]*sub
 	byPath map[string]map[int]*sub // cleaned absolute file path -> subscriptions
-	dirs   map[string]int          // watched directory -> subscribed paths in it
+	dirs   map[string]*dir         // directory of subscribed paths -> its state
+	busy   int                     // directories in busy mode
 	closed bool
 
 	stop chan struct{}
+	wake chan struct{} // a directory entered busy mode
 	wg   sync.WaitGroup
 }
+
+// dir is a directory holding subscribed files.
+type dir struct {
+	paths int // subscribed paths in it
+	// busy: notifications are off and the poll loop stats its files every
+	// busyPoll, because they changed faster than notifications pay for.
+	busy      bool
+	lastEvent time.Time // when a notification last came (not busy)
+	burst     int       // notifications in a row closer than busyGap
+	lastSeen  time.Time // when the fast poll last saw a change (busy)
+}
+
+// Busy mode. Every write to a watched directory costs the writer a
+// notification in the kernel, even when the event merges with a queued
+// one: an application committing 40,000 times a second paid about a tenth
+// of its throughput for it. So a directory whose notifications come
+// closer together than busyGap busyBurst times in a row (one commit alone
+// makes two or three) is unwatched and its files are polled every
+// busyPoll instead (what the capture loop's batching waits anyway); after
+// busyQuiet without a change it is watched again.
+const (
+	busyGap   = 50 * time.Millisecond
+	busyBurst = 4
+	busyPoll  = 10 * time.Millisecond
+	busyQuiet = time.Second
+)
 
 // sub is one subscription: its files and the channel it is told on.
 type sub struct {
@@ -86,8 +114,9 @@ func New(opts Options) *Watcher {
 		interval: opts.PollInterval,
 		subs:     map[int]*sub{},
 		byPath:   map[string]map[int]*sub{},
-		dirs:     map[string]int{},
+		dirs:     map[string]*dir{},
 		stop:     make(chan struct{}),
+		wake:     make(chan struct{}, 1),
 	}
 	if !opts.PollOnly {
 		notes, err := newNotifier(w.changed, w.lost)
@@ -124,14 +153,19 @@ func (w *Watcher) Add(paths ...string) (changes <-chan struct{}, remove func(), 
 		return nil, nil, ErrClosed
 	}
 	for _, p := range s.paths {
-		dir := filepath.Dir(p)
-		if w.notes != nil && w.dirs[dir] == 0 {
-			if err := w.notes.add(dir); err != nil {
-				// Polling still covers this file.
-				w.log.Warn("no file-change notifications for a directory; its files are polled", "dir", dir, "interval", w.interval, "err", err)
+		name := filepath.Dir(p)
+		d := w.dirs[name]
+		if d == nil {
+			d = &dir{}
+			w.dirs[name] = d
+			if w.notes != nil {
+				if err := w.notes.add(name); err != nil {
+					// Polling still covers this file.
+					w.log.Warn("no file-change notifications for a directory; its files are polled", "dir", name, "interval", w.interval, "err", err)
+				}
 			}
 		}
-		w.dirs[dir]++
+		d.paths++
 	}
 	id := w.next
 	w.next++
@@ -159,12 +193,15 @@ func (w *Watcher) remove(id int) {
 		if len(w.byPath[p]) == 0 {
 			delete(w.byPath, p)
 		}
-		dir := filepath.Dir(p)
-		w.dirs[dir]--
-		if w.dirs[dir] <= 0 {
-			delete(w.dirs, dir)
-			if w.notes != nil && !w.closed {
-				_ = w.notes.remove(dir) // fails only if the directory went away, which dropped the watch anyway
+		name := filepath.Dir(p)
+		d := w.dirs[name]
+		d.paths--
+		if d.paths <= 0 {
+			delete(w.dirs, name)
+			if d.busy {
+				w.busy--
+			} else if w.notes != nil && !w.closed {
+				_ = w.notes.remove(name) // fails only if the directory went away, which dropped the watch anyway
 			}
 		}
 	}
@@ -209,12 +246,33 @@ type notifier interface {
 	close() error
 }
 
-// changed tells the subscriptions of the file at path.
+// changed tells the subscriptions of the file at path, and puts its
+// directory in busy mode when notifications come too often.
 func (w *Watcher) changed(path string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, s := range w.byPath[path] {
 		notify(s)
+	}
+	name := filepath.Dir(path)
+	d := w.dirs[name]
+	if d == nil || d.busy || w.closed {
+		return
+	}
+	now := time.Now()
+	if now.Sub(d.lastEvent) < busyGap {
+		d.burst++
+	} else {
+		d.burst = 0
+	}
+	d.lastEvent = now
+	if d.burst >= busyBurst && w.notes.remove(name) == nil {
+		d.busy, d.lastSeen, d.burst = true, now, 0
+		w.busy++
+		select {
+		case w.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -230,16 +288,29 @@ func (w *Watcher) lost() {
 }
 
 // poll stats every subscribed file once per interval and reports those
-// whose size, modification time or identity changed.
+// whose size, modification time or identity changed; and, while some
+// directory is in busy mode, its files every busyPoll.
 func (w *Watcher) poll() {
 	defer w.wg.Done()
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
+	fast := time.NewTicker(busyPoll)
+	defer fast.Stop()
+	var fastC <-chan time.Time // nil while no directory is busy
 	var subs []*sub
 	for {
 		select {
 		case <-w.stop:
 			return
+		case <-w.wake:
+			fast.Reset(busyPoll)
+			fastC = fast.C
+			continue
+		case <-fastC:
+			if !w.pollBusy() {
+				fastC = nil
+			}
+			continue
 		case <-t.C:
 		}
 		subs = subs[:0]
@@ -254,6 +325,79 @@ func (w *Watcher) poll() {
 			}
 		}
 	}
+}
+
+// pollBusy stats the files of busy directories, watches again those quiet
+// for busyQuiet, and reports whether any directory is still busy.
+func (w *Watcher) pollBusy() bool {
+	type busyDir struct {
+		name string
+		d    *dir
+		subs []*sub
+	}
+	var busy []busyDir
+	w.mu.Lock()
+	for name, d := range w.dirs {
+		if !d.busy {
+			continue
+		}
+		b := busyDir{name: name, d: d}
+		for _, s := range w.subs {
+			if s.in(name) {
+				b.subs = append(b.subs, s)
+			}
+		}
+		busy = append(busy, b)
+	}
+	w.mu.Unlock()
+	now := time.Now()
+	for _, b := range busy {
+		seen := false
+		for _, s := range b.subs {
+			if s.changed() {
+				notify(s)
+				seen = true
+			}
+		}
+		w.mu.Lock()
+		if seen {
+			b.d.lastSeen = now
+		}
+		rearm := b.d.busy && !w.closed && w.dirs[b.name] == b.d && now.Sub(b.d.lastSeen) >= busyQuiet
+		if rearm {
+			if err := w.notes.add(b.name); err != nil {
+				w.log.Debug("watch a quiet directory again", "dir", b.name, "err", err)
+				b.d.lastSeen = now // try again later, polling meanwhile
+				rearm = false
+			} else {
+				b.d.busy, b.d.lastEvent = false, time.Time{}
+				w.busy--
+			}
+		}
+		w.mu.Unlock()
+		if rearm {
+			// A change between the last stat and the new watch has no
+			// event: look once more.
+			for _, s := range b.subs {
+				if s.changed() {
+					notify(s)
+				}
+			}
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.busy > 0
+}
+
+// in reports whether one of s's files is in the directory name.
+func (s *sub) in(name string) bool {
+	for _, p := range s.paths {
+		if filepath.Dir(p) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // changed stats s's files and remembers what it saw.
