@@ -14,6 +14,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
+	"github.com/sqlitereplicator/replicator/core/schedule"
 	"github.com/sqlitereplicator/replicator/core/watch"
 	"github.com/sqlitereplicator/replicator/sdk"
 )
@@ -33,6 +34,9 @@ type daemon struct {
 	// watch tells every database of changes to its files: one inotify
 	// instance and one poll loop for the whole daemon.
 	watch *watch.Watcher
+	// sched runs every database's maintenance passes: one timer for the
+	// whole daemon, none per database.
+	sched *schedule.Scheduler
 
 	// changing serializes what starts and stops runs: a reload and a
 	// directory scan never start the same database twice.
@@ -71,6 +75,7 @@ func newDaemon(e *env, flags config.Settings, stateDir string, reg *metrics.Regi
 	return &daemon{
 		e: e, flags: flags, stateDir: stateDir, reg: reg, follows: reg.RegisterFollows(), pool: newPluginPool(e),
 		watch: watch.New(watch.Options{Logger: e.log}),
+		sched: schedule.New(schedule.Options{}),
 		dbs:   map[string]*dbRun{}, fols: map[string]*followRun{}, dirErrs: map[string]string{},
 		failed:  map[string]error{},
 		changed: make(chan struct{}, 1),
@@ -183,8 +188,9 @@ func sameFollow(a, b config.FollowConfig) bool {
 
 func (d *daemon) settings(s config.Settings) replicate.Config {
 	f := d.flags
-	// Maintenance (compaction, then retention) runs every minute, or as
-	// often as a shorter compaction interval asks.
+	// Maintenance (compaction, then retention) runs some time after
+	// uploads (replicate.DefaultMaintenanceInterval), or as often as a
+	// compaction interval under a minute asks.
 	var maint time.Duration
 	if s.CompactionInterval > 0 && s.CompactionInterval < time.Minute {
 		maint = s.CompactionInterval
@@ -199,6 +205,7 @@ func (d *daemon) settings(s config.Settings) replicate.Config {
 		CheckpointPages:     s.CheckpointPages,
 		MaxLocalSize:        s.MaxLocalSize,
 		Watcher:             d.watch,
+		Scheduler:           d.sched,
 		Logger:              d.e.log,
 		Metrics:             d.reg,
 	}
@@ -413,6 +420,7 @@ func (d *daemon) healthReasons(now time.Time) []string {
 func (d *daemon) wait() error {
 	d.wg.Wait()
 	d.watch.Close()
+	d.sched.Close()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error

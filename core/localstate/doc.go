@@ -12,6 +12,9 @@
 //	                           captured transactions, durable before they are uploaded
 //	replicas/<name>.json       the position each replica has durably stored, and
 //	                           whether it awaits a re-base (see ReplicaPosition.Rebase)
+//	compaction/<name>/         copies of what was uploaded to replica <name>, which
+//	                           compaction merges instead of downloading them
+//	                           (kept by core/replicate, see retention.Copies)
 //
 // Every file is written to a temporary name, fsynced, renamed into place and
 // its directory fsynced, so a crash leaves the old version or the new one.

@@ -1,8 +1,10 @@
 package localstate
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -106,6 +108,9 @@ func (d *Dir) RemoveGeneration(gen string) error {
 func (d *Dir) Size() (int64, error) {
 	var n int64
 	err := filepath.Walk(filepath.Join(d.path, "segments"), func(_ string, fi os.FileInfo, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while walked (a temporary file, a cleaned-up segment)
+		}
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,14 @@ var ErrLeaseHeld = errors.New("replica is leased by another replicator")
 // Lease is the right to write into a replica path. It is taken and renewed
 // with conditional writes, so two daemons can never both believe they hold
 // it; each renewal raises the epoch (the fencing token).
+//
+// A held lease is renewed once half its TTL has passed, and only when its
+// holder is about to write: with the daemon's DefaultLeaseTTL that is one
+// conditional Put every five minutes while a database is written, and
+// none while it is idle. The TTL is what a takeover after a crash waits
+// (a clean shutdown releases the lease, and the same owner takes its own
+// lease back at once); the half left at a renewal is what an upload
+// started under the lease may take.
 type Lease struct {
 	r     *Replica
 	owner string
@@ -38,14 +46,26 @@ type leaseRecord struct {
 	Expires time.Time `json:"expires"`
 }
 
+// DefaultLeaseTTL is how long the daemon's leases last unrenewed. Ten
+// minutes keeps renewals to a dozen requests an hour under continuous
+// writes (a budget of 3,700 requests an hour at one upload a second leaves
+// about a hundred for everything beside the segment uploads), while
+// another host taking over from a crashed daemon waits at most that long.
+const DefaultLeaseTTL = 10 * time.Minute
+
+// Ensure renews a held lease once TTL/renewAfter has passed: the other
+// half is the margin for the renewal's retries and for uploads started
+// just before it.
+const renewAfter = 2
+
 // NewLease prepares a lease for owner (stable across restarts of the same
 // daemon on the same database, so a restart takes its lease back at once).
 func (r *Replica) NewLease(owner string, ttl time.Duration) *Lease {
 	return &Lease{r: r, owner: owner, ttl: ttl}
 }
 
-// Ensure takes the lease, or renews it when a third of its time has
-// passed. It fails with ErrLeaseHeld while another owner's lease is live,
+// Ensure takes the lease, or renews it when half of its time has passed;
+// in between it sends nothing. It fails with ErrLeaseHeld while another owner's lease is live,
 // and when a renewal finds that the lease was taken over.
 func (l *Lease) Ensure(ctx context.Context) error {
 	caps := l.r.st.Capabilities()
@@ -56,7 +76,7 @@ func (l *Lease) Ensure(ctx context.Context) error {
 		}
 		return nil
 	}
-	if l.etag != "" && time.Since(l.renewed) < l.ttl/3 {
+	if l.etag != "" && time.Since(l.renewed) < l.ttl/renewAfter {
 		return nil
 	}
 	if l.etag != "" {

@@ -37,25 +37,39 @@ func (s *countingStore) Stat(ctx context.Context, key string) (sdk.ObjectInfo, e
 
 func TestLease(t *testing.T) {
 	ctx := context.Background()
-	const ttl = 90 * time.Millisecond
+	const ttl = 120 * time.Millisecond
 	for _, tc := range []struct {
 		name string
-		// between runs after the first daemon took the lease, before it
-		// renews; it returns what the renewal must say.
+		// between runs after the first daemon took the lease; it returns
+		// what the next Ensure must say ("" for success).
 		between func(t *testing.T, st sdk.Storage) string
-		// requests is how many the renewal may make.
+		// wait is how long after taking the lease the next Ensure runs.
+		wait time.Duration
+		// requests is how many that Ensure may make, and renewed whether
+		// it must have raised the epoch.
 		requests int64
+		renewed  bool
 	}{
-		{"renewal is one conditional write", func(*testing.T, sdk.Storage) string { return "" }, 1},
-		{"taken over meanwhile", func(t *testing.T, st sdk.Storage) string {
-			// The lease expired and another daemon took it.
-			time.Sleep(ttl)
+		{"before half the TTL nothing is sent", nil, ttl / 4, 0, false},
+		{"after half the TTL one conditional write renews", nil, ttl/2 + 10*time.Millisecond, 1, true},
+		{"a second owner is refused while the lease is live", func(t *testing.T, st sdk.Storage) string {
+			other := replica.New("r", st, nil).NewLease("other-host:/db", time.Hour)
+			err := other.Ensure(ctx)
+			if !errors.Is(err, replica.ErrLeaseHeld) || !strings.Contains(err.Error(), "this-host:/db holds the lease") {
+				t.Fatalf("second owner's Ensure = %v, want ErrLeaseHeld naming this-host:/db", err)
+			}
+			return ""
+		}, ttl/2 + 10*time.Millisecond, 1, true},
+		{"taken over after it expired", func(t *testing.T, st sdk.Storage) string {
+			// The holder stalled past the TTL (a crash looks the same to
+			// the other daemon) and another daemon took the lease.
+			time.Sleep(ttl + 10*time.Millisecond)
 			other := replica.New("r", st, nil).NewLease("other-host:/db", time.Hour)
 			if err := other.Ensure(ctx); err != nil {
-				t.Fatal(err)
+				t.Fatalf("takeover of an expired lease: %v", err)
 			}
 			return "taken over by other-host:/db"
-		}, 3},
+		}, 0, 3, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			st := &countingStore{Storage: memstore.New(memstore.WithCapabilities(sdk.Capabilities{IfAbsent: true, IfMatch: true}))}
@@ -64,21 +78,31 @@ func TestLease(t *testing.T) {
 				t.Fatal(err)
 			}
 			first := l.Epoch()
-			want := tc.between(t, st.Storage)
-			time.Sleep(ttl/3 + 10*time.Millisecond)
+			want := ""
+			if tc.between != nil {
+				want = tc.between(t, st.Storage)
+			}
+			time.Sleep(tc.wait)
 			before := st.n.Load()
 			err := l.Ensure(ctx)
 			if got := st.n.Load() - before; got > tc.requests {
-				t.Errorf("the renewal made %d requests, want at most %d", got, tc.requests)
+				t.Errorf("Ensure made %d requests, want at most %d", got, tc.requests)
 			}
-			if want == "" {
-				if err != nil || l.Epoch() != first+1 {
-					t.Fatalf("renewal: %v, epoch %d after %d", err, l.Epoch(), first)
+			if want != "" {
+				if !errors.Is(err, replica.ErrLeaseHeld) || !strings.Contains(err.Error(), want) {
+					t.Fatalf("renewal = %v, want ErrLeaseHeld saying %q", err, want)
 				}
 				return
 			}
-			if !errors.Is(err, replica.ErrLeaseHeld) || !strings.Contains(err.Error(), want) {
-				t.Fatalf("renewal = %v, want ErrLeaseHeld saying %q", err, want)
+			if err != nil {
+				t.Fatalf("Ensure: %v", err)
+			}
+			wantEpoch := first
+			if tc.renewed {
+				wantEpoch++
+			}
+			if l.Epoch() != wantEpoch {
+				t.Fatalf("epoch %d after %d, want %d", l.Epoch(), first, wantEpoch)
 			}
 		})
 	}

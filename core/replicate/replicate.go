@@ -19,6 +19,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/retention"
+	"github.com/sqlitereplicator/replicator/core/schedule"
 	"github.com/sqlitereplicator/replicator/core/segment"
 	"github.com/sqlitereplicator/replicator/core/watch"
 )
@@ -64,9 +65,16 @@ type Config struct {
 	// are merged into level 1 (level 1 into 2 at ten times the age); zero
 	// means 1m, negative disables compaction.
 	CompactionInterval time.Duration
-	// MaintenanceInterval is how often retention and compaction run over
-	// each replica; zero means 1m. Smaller values exist for tests.
+	// MaintenanceInterval is how long after an upload retention and
+	// compaction run over the replica; zero means
+	// DefaultMaintenanceInterval. Smaller values exist for tests.
 	MaintenanceInterval time.Duration
+	// Scheduler runs the maintenance passes. A daemon with many
+	// databases gives them all one (schedule.New): one timer for the
+	// whole process instead of one per database, and a bound on how many
+	// passes run at once. nil: the database gets a scheduler of its own,
+	// closed when Run returns.
+	Scheduler *schedule.Scheduler
 	// MaxLocalSize bounds, in bytes, the staged objects kept in the local
 	// state for replicas that lag (an outage of their storage): past it,
 	// the replica furthest behind is marked for a re-base and what only it
@@ -102,7 +110,7 @@ func (c *Config) defaults() {
 		c.CompactionInterval = time.Minute
 	}
 	if c.MaintenanceInterval == 0 {
-		c.MaintenanceInterval = time.Minute
+		c.MaintenanceInterval = DefaultMaintenanceInterval
 	}
 	if c.MaxLocalSize == 0 {
 		c.MaxLocalSize = DefaultMaxLocalSize
@@ -142,6 +150,9 @@ type DB struct {
 
 	opened  time.Time
 	untrack func()
+	// maint is the maintenance job, set when Run starts; nil when
+	// neither retention nor compaction is configured.
+	maint *maintenance
 }
 
 // captureMark is a captured position and when it was captured.
@@ -180,6 +191,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 			return nil, err
 		}
 		u.metrics, u.db = cfg.Metrics, cfg.Path
+		u.caughtUp = d.uploaded
 		d.ups = append(d.ups, u)
 	}
 	d.noteGeneration("", ev, "")
@@ -277,6 +289,8 @@ func (d *DB) Captured() localstate.Position {
 // left (bounded by the shutdown timeout), logs the position each replica
 // durably holds, and closes the database.
 func (d *DB) Run(ctx context.Context) error {
+	// Before the uploaders start: they schedule maintenance.
+	d.maint = d.startMaintenance()
 	upCtx, stopUploads := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, u := range d.ups {
@@ -294,10 +308,7 @@ func (d *DB) Run(ctx context.Context) error {
 	}()
 	changes, closeWatch := d.watch()
 	defer closeWatch()
-	maintCtx, stopMaint := context.WithCancel(context.Background())
-	maintDone := make(chan struct{})
-	go func() { defer close(maintDone); d.maintain(maintCtx) }()
-	defer func() { stopMaint(); <-maintDone }()
+	defer d.maint.stop()
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snapTick.Stop()
 	var lastClean, lastStep time.Time
@@ -523,67 +534,6 @@ func (d *DB) watch() (<-chan struct{}, func()) {
 		remove()
 		if own {
 			w.Close()
-		}
-	}
-}
-
-// maintain runs retention and compaction over each replica, one pass at a
-// time, until ctx ends. An idle database costs no storage request: a pass
-// runs at a maintenance tick only when the replica received something since
-// the previous pass, plus once more when that has become old enough to be
-// compacted; then not until the next upload.
-func (d *DB) maintain(ctx context.Context) {
-	pol := retention.Policy{Retention: d.cfg.Retention, CompactionInterval: max(d.cfg.CompactionInterval, 0), TempDir: d.stateDir}
-	if pol.Retention <= 0 && pol.CompactionInterval <= 0 {
-		return
-	}
-	ms := make([]*retention.Maintainer, len(d.ups))
-	type seen struct {
-		gen           string
-		txid, snap    uint64
-		changed       time.Time
-		settled, ever bool
-	}
-	last := make([]seen, len(d.ups))
-	for i, u := range d.ups {
-		ms[i] = &retention.Maintainer{R: u.r, Policy: pol}
-	}
-	settle := 10*pol.CompactionInterval + d.cfg.MaintenanceInterval
-	tick := time.NewTicker(d.cfg.MaintenanceInterval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for i, u := range d.ups {
-			// Only a replica this daemon is writing to (it holds the
-			// lease: its last upload succeeded) is maintained.
-			pos, synced, err := u.status()
-			if err != nil || synced.IsZero() || pos.Generation == "" {
-				continue
-			}
-			now, l := time.Now(), &last[i]
-			switch {
-			case !l.ever || pos.Generation != l.gen || pos.TxID != l.txid || pos.Snapshot != l.snap:
-				*l = seen{gen: pos.Generation, txid: pos.TxID, snap: pos.Snapshot, changed: now, ever: true}
-			case !l.settled && now.Sub(l.changed) > settle:
-				l.settled = true
-			default:
-				continue // idle: nothing new to maintain
-			}
-			rep, err := ms[i].Run(ctx, time.Now(), pos.Generation)
-			if ctx.Err() != nil {
-				return
-			}
-			if err != nil {
-				d.log.Warn("retention and compaction", "replica", u.r.Name, "err", err)
-				l.ever = false // try again at the next tick
-			}
-			if !rep.Empty() {
-				d.log.Info("replica maintained", "replica", u.r.Name, "deleted", len(rep.Deleted), "merged", len(rep.Merged), "objects", summary(rep))
-			}
 		}
 	}
 }

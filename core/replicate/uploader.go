@@ -13,6 +13,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/localstate"
 	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/retention"
 	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
@@ -36,11 +37,17 @@ type uploader struct {
 	committed func() localstate.Position
 	// lease fences this daemon's writes against another daemon's.
 	lease *replica.Lease
+	// copies keeps what was uploaded for compaction (see copies.go); nil
+	// keeps nothing.
+	copies *retention.Copies
 	// uploads counts objects sent; only the uploader's goroutine uses it.
 	uploads int
 	// metrics counts uploads (nil: none), labelled with db.
 	metrics *metrics.Registry
 	db      string
+	// caughtUp, when set, is called after each sync that reached what
+	// was staged: maintenance is due after uploads, and not otherwise.
+	caughtUp func()
 
 	// saveMu orders position updates and their saves.
 	saveMu  sync.Mutex
@@ -92,8 +99,9 @@ func (u *uploader) Position() position {
 var errNeedSnapshot = errors.New("a snapshot was requested")
 
 // leaseTTL is how long a lease lasts unrenewed; it is renewed only while
-// uploading, so an idle daemon sends nothing.
-const leaseTTL = 30 * time.Second
+// uploading, so an idle daemon sends nothing (see replica.DefaultLeaseTTL
+// for the trade-off between renewals and takeover time).
+const leaseTTL = replica.DefaultLeaseTTL
 
 func (u *uploader) run(ctx context.Context) {
 	defer func() {
@@ -177,6 +185,9 @@ func (u *uploader) sync(ctx context.Context) error {
 	u.lastErr = nil
 	u.synced = time.Now()
 	u.mu.Unlock()
+	if u.caughtUp != nil {
+		u.caughtUp()
+	}
 	return nil
 }
 
@@ -335,7 +346,7 @@ func (u *uploader) upload(ctx context.Context, s localstate.StagedSegment) error
 	if s.Snapshot {
 		o.Level = -1
 	}
-	return u.count(o, s.Path, u.r.Upload(ctx, o, s.Path))
+	return u.count(o, s.Path, u.keepCopy(o, s.Path, u.r.Upload(ctx, o, s.Path)))
 }
 
 // count records an upload of the file at path in the metrics.
@@ -376,7 +387,7 @@ func (u *uploader) uploadRun(ctx context.Context, run []localstate.StagedSegment
 		return fmt.Errorf("merge staged segments %d-%d: %w", run[0].Min, run[len(run)-1].Max, err)
 	}
 	o := replica.Object{Generation: h.Generation, Level: 0, Min: h.MinTXID, Max: h.MaxTXID}
-	return u.count(o, tmp.Name(), u.r.Upload(ctx, o, tmp.Name()))
+	return u.count(o, tmp.Name(), u.keepCopy(o, tmp.Name(), u.r.Upload(ctx, o, tmp.Name())))
 }
 
 // markRebase records that what the replica lacked was dropped from the

@@ -2,6 +2,7 @@ package retention
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -32,6 +33,9 @@ type CompactOptions struct {
 	// Compression of the merged object; zero means that of the first
 	// input.
 	Compression segment.Compression
+	// Copies, when set, holds local copies of uploaded segments: merged
+	// from there instead of downloaded (see Copies).
+	Copies *Copies
 
 	headers *headers
 }
@@ -52,12 +56,15 @@ func (o *CompactOptions) defaults() {
 	if o.headers == nil {
 		o.headers = &headers{}
 	}
+	if o.headers.copies == nil {
+		o.headers.copies = o.Copies
+	}
 }
 
 // Compact merges runs of at least MinRun consecutive segments of level
 // fromLevel in generation gen, each older than MinAge, into one segment of
-// level fromLevel+1 spanning the run, and deletes the inputs once the
-// merged object is stored and its header read back.
+// level fromLevel+1 spanning the run, and deletes the inputs (in one
+// request) once the merged objects are stored and their headers read back.
 //
 // A run never spans a snapshot (a restore starting from a snapshot at
 // txid X needs a segment starting at X+1), and a run is left alone when
@@ -66,18 +73,51 @@ func (o *CompactOptions) defaults() {
 // it, are unchanged; restore points strictly inside a merged run are gone.
 func Compact(ctx context.Context, r *replica.Replica, gen string, fromLevel int, opts CompactOptions) (Report, error) {
 	opts.defaults()
-	var rep Report
-	if fromLevel < 0 || fromLevel+1 > segment.MaxLevel {
-		return rep, fmt.Errorf("cannot compact level %d (levels are 0..%d)", fromLevel, segment.MaxLevel)
-	}
 	objs, err := r.Objects(ctx, gen)
 	if err != nil {
-		return rep, err
+		return Report{}, err
 	}
+	rep, _, err := compact(ctx, r, objs, fromLevel, opts)
+	return rep, deleteObjects(ctx, r, opts.headers, &rep, err)
+}
+
+// deleteObjects deletes rep.Deleted from r in one request, even when err
+// (the error of the pass that filled rep) is set: what was merged before
+// the error is stored, so its inputs may go. Objects it could not delete
+// are taken out of rep.Deleted.
+func deleteObjects(ctx context.Context, r *replica.Replica, hc *headers, rep *Report, err error) error {
+	if len(rep.Deleted) == 0 {
+		return err
+	}
+	if derr := r.Delete(ctx, rep.Deleted...); derr != nil {
+		rep.Deleted = nil
+		return errors.Join(err, fmt.Errorf("delete merged and expired objects from %s: %w", r.Name, derr))
+	}
+	hc.forget(rep.Deleted)
+	hc.copies.Forget(rep.Deleted...)
+	return err
+}
+
+// compact is Compact over objs, a listing of one generation, without the
+// deletion: rep.Deleted is what the caller must delete, and rest is objs
+// as it will be then (merged inputs out, merged objects in).
+func compact(ctx context.Context, r *replica.Replica, objs []replica.Object, fromLevel int, opts CompactOptions) (rep Report, rest []replica.Object, err error) {
+	if fromLevel < 0 || fromLevel+1 > segment.MaxLevel {
+		return rep, nil, fmt.Errorf("cannot compact level %d (levels are 0..%d)", fromLevel, segment.MaxLevel)
+	}
+	gone := map[string]bool{}
+	defer func() {
+		for _, o := range objs {
+			if !gone[o.Key] {
+				rest = append(rest, o)
+			}
+		}
+		rest = append(rest, rep.Merged...)
+	}()
 	for _, run := range runs(objs, fromLevel) {
 		run, err := oldPrefix(ctx, r, opts, run)
 		if err != nil {
-			return rep, err
+			return rep, nil, err
 		}
 		for len(run) >= opts.MinRun {
 			n := min(len(run), opts.MaxRun)
@@ -86,19 +126,18 @@ func Compact(ctx context.Context, r *replica.Replica, gen string, fromLevel int,
 			if !safe(objs, chunk) {
 				continue
 			}
-			merged, err := mergeRun(ctx, r, opts, chunk, fromLevel+1)
+			merged, err := mergeRun(ctx, r, opts, chunk, fromLevel+1, &rep)
 			if err != nil {
-				return rep, err
+				return rep, nil, err
 			}
 			rep.Merged = append(rep.Merged, merged)
-			if err := r.Delete(ctx, chunk...); err != nil {
-				return rep, fmt.Errorf("delete merged inputs %d-%d from %s: %w", merged.Min, merged.Max, r.Name, err)
-			}
-			opts.headers.forget(chunk)
 			rep.Deleted = append(rep.Deleted, chunk...)
+			for _, o := range chunk {
+				gone[o.Key] = true
+			}
 		}
 	}
-	return rep, nil
+	return rep, nil, nil
 }
 
 // runs splits the segments of level into maximal runs of consecutive
@@ -174,9 +213,10 @@ func oldPrefix(ctx context.Context, r *replica.Replica, opts CompactOptions, run
 	return run[:n], nil
 }
 
-// mergeRun downloads run, merges it into one segment of level, verifies
-// the result, uploads it and reads its header back.
-func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run []replica.Object, level int) (replica.Object, error) {
+// mergeRun reads run (from local copies, else downloading it), merges it
+// into one segment of level, verifies the result, uploads it, reads its
+// header back and keeps the result as a local copy for the next level.
+func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run []replica.Object, level int, rep *Report) (replica.Object, error) {
 	a, b := run[0].Min, run[len(run)-1].Max
 	fail := func(err error) (replica.Object, error) {
 		return replica.Object{}, fmt.Errorf("compact %s/L%d/%d-%d in %s: %w", run[0].Generation, level-1, a, b, r.Name, err)
@@ -189,6 +229,10 @@ func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run 
 	paths := make([]string, len(run))
 	for i, o := range run {
 		paths[i] = filepath.Join(dir, fmt.Sprintf("%06d", i))
+		if localCopy(opts.Copies, r, o, paths[i]) {
+			rep.LocalInputs++
+			continue
+		}
 		f, err := os.Create(paths[i])
 		if err != nil {
 			return fail(err)
@@ -198,6 +242,7 @@ func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run 
 		if err != nil {
 			return fail(err)
 		}
+		rep.DownloadedInputs++
 	}
 	comp := opts.Compression
 	if comp == 0 {
@@ -217,9 +262,10 @@ func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run 
 	if err != nil {
 		return fail(err)
 	}
-	// The inputs stay as stored (Download keeps them sealed); the output
-	// is sealed under the replica's current key, so compaction also moves
-	// old objects to a rotated key, and plaintext ones to encryption.
+	// The inputs stay as stored (Download keeps them sealed) or as they
+	// were handed to the upload (local copies, plaintext at level 0); the
+	// output is sealed under the replica's current key, so compaction also
+	// moves old objects to a rotated key, and plaintext ones to encryption.
 	h, err := segment.MergeFilesOptions(paths, out, segment.MergeOptions{
 		Compression: comp, Keys: r.Keys, Key: r.Keys.Primary()})
 	if err == nil {
@@ -260,5 +306,32 @@ func mergeRun(ctx context.Context, r *replica.Replica, opts CompactOptions, run 
 	if got != h {
 		return fail(fmt.Errorf("merged object read back with a different header"))
 	}
+	opts.headers.put(merged, got)
+	// The merged file is what was stored: the next level's merge reads it
+	// from here. Best-effort, like every copy.
+	_ = opts.Copies.Keep(merged, outPath)
 	return merged, nil
+}
+
+// localCopy makes path the local copy of o from copies, verified in full
+// and checked to be the object o names; false (and nothing at path) when
+// there is no such copy, so that o is downloaded instead.
+func localCopy(copies *Copies, r *replica.Replica, o replica.Object, path string) bool {
+	if !copies.linkTo(o, path) {
+		return false
+	}
+	f, err := os.Open(path)
+	if err == nil {
+		var h segment.Header
+		h, err = segment.VerifyOptions(f, r.ReaderOptions())
+		f.Close()
+		if err == nil && (h.Kind != segment.KindSegment || h.Generation != o.Generation || h.MinTXID != o.Min || h.MaxTXID != o.Max) {
+			err = fmt.Errorf("copy holds %d-%d of %s", h.MinTXID, h.MaxTXID, h.Generation)
+		}
+	}
+	if err != nil {
+		os.Remove(path)
+		return false
+	}
+	return true
 }

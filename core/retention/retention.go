@@ -11,7 +11,6 @@ package retention
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -25,11 +24,16 @@ type Report struct {
 	Deleted []replica.Object
 	// Merged is every object written by compaction.
 	Merged []replica.Object
+	// LocalInputs and DownloadedInputs count the inputs of the merges
+	// read from local copies (see Copies) and downloaded.
+	LocalInputs, DownloadedInputs int
 }
 
 func (r *Report) add(o Report) {
 	r.Deleted = append(r.Deleted, o.Deleted...)
 	r.Merged = append(r.Merged, o.Merged...)
+	r.LocalInputs += o.LocalInputs
+	r.DownloadedInputs += o.DownloadedInputs
 }
 
 // Empty reports whether nothing changed.
@@ -37,10 +41,14 @@ func (r Report) Empty() bool { return len(r.Deleted) == 0 && len(r.Merged) == 0 
 
 // headers caches object headers by key: an object under a key is
 // immutable (a re-upload under the same key has the same content), so a
-// header once read stays valid while the object exists.
+// header once read stays valid while the object exists. An object's
+// header comes from its local copy when there is one (copies), without a
+// request; its encryption fields may then differ from the stored
+// object's, which is why the cache is only used for commit times.
 type headers struct {
-	mu sync.Mutex
-	m  map[string]segment.Header
+	copies *Copies
+	mu     sync.Mutex
+	m      map[string]segment.Header
 }
 
 func (c *headers) get(ctx context.Context, r *replica.Replica, o replica.Object) (segment.Header, error) {
@@ -50,17 +58,25 @@ func (c *headers) get(ctx context.Context, r *replica.Replica, o replica.Object)
 	if ok {
 		return h, nil
 	}
-	h, err := r.ReadHeader(ctx, o)
-	if err != nil {
-		return segment.Header{}, err
+	h, ok = c.copies.header(o)
+	if !ok {
+		var err error
+		if h, err = r.ReadHeader(ctx, o); err != nil {
+			return segment.Header{}, err
+		}
 	}
+	c.put(o, h)
+	return h, nil
+}
+
+// put records the header of o (compaction knows its outputs' headers).
+func (c *headers) put(o replica.Object, h segment.Header) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.m == nil {
 		c.m = map[string]segment.Header{}
 	}
 	c.m[o.Key] = h
-	c.mu.Unlock()
-	return h, nil
 }
 
 func (c *headers) forget(objs []replica.Object) {
@@ -90,32 +106,53 @@ func (c *headers) forget(objs []replica.Object) {
 //     entirely (unless it is current);
 //   - a generation with nothing at or before cutoff is kept whole.
 func Enforce(ctx context.Context, r *replica.Replica, now time.Time, retention time.Duration, current string) (Report, error) {
-	return enforce(ctx, r, &headers{}, now, retention, current)
+	hc := &headers{}
+	if retention <= 0 {
+		return Report{}, nil
+	}
+	gens, listing, err := list(ctx, r)
+	if err != nil {
+		return Report{}, err
+	}
+	rep, err := enforce(ctx, r, hc, gens, listing, now, retention, current)
+	return rep, deleteObjects(ctx, r, hc, &rep, err)
 }
 
-func enforce(ctx context.Context, r *replica.Replica, hc *headers, now time.Time, retention time.Duration, current string) (Report, error) {
+// list returns the generations of r, oldest first, and the objects of
+// each: one request for the generations and one per generation.
+func list(ctx context.Context, r *replica.Replica) ([]string, map[string][]replica.Object, error) {
+	gens, err := r.Generations(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	listing := make(map[string][]replica.Object, len(gens))
+	for _, gen := range gens {
+		if listing[gen], err = r.Objects(ctx, gen); err != nil {
+			return nil, nil, err
+		}
+	}
+	return gens, listing, nil
+}
+
+// enforce is Enforce over a listing, without the deletion: rep.Deleted is
+// what the caller must delete.
+func enforce(ctx context.Context, r *replica.Replica, hc *headers, gens []string, listing map[string][]replica.Object, now time.Time, retention time.Duration, current string) (Report, error) {
 	var rep Report
 	if retention <= 0 {
 		return rep, nil
 	}
 	cutoff := now.Add(-retention)
-	gens, err := r.Generations(ctx)
-	if err != nil {
-		return rep, err
-	}
 	covered := false // a newer generation serves every restore in the window
 	for i := len(gens) - 1; i >= 0; i-- {
 		gen := gens[i]
-		objs, err := r.Objects(ctx, gen)
-		if err != nil {
-			return rep, err
-		}
+		objs := listing[gen]
 		if len(objs) == 0 {
 			continue
 		}
 		hdrs := make([]segment.Header, len(objs))
 		var last time.Time
 		for j, o := range objs {
+			var err error
 			if hdrs[j], err = hc.get(ctx, r, o); err != nil {
 				return rep, err
 			}
@@ -124,22 +161,11 @@ func enforce(ctx context.Context, r *replica.Replica, hc *headers, now time.Time
 			}
 		}
 		if covered && gen != current && i != len(gens)-1 && last.Before(cutoff) {
-			if err := r.Delete(ctx, objs...); err != nil {
-				return rep, fmt.Errorf("delete generation %s from %s: %w", gen, r.Name, err)
-			}
-			hc.forget(objs)
 			rep.Deleted = append(rep.Deleted, objs...)
 			continue
 		}
 		drop, serves := prune(objs, hdrs, cutoff)
 		covered = covered || serves
-		if len(drop) == 0 {
-			continue
-		}
-		if err := r.Delete(ctx, drop...); err != nil {
-			return rep, fmt.Errorf("delete from generation %s of %s: %w", gen, r.Name, err)
-		}
-		hc.forget(drop)
 		rep.Deleted = append(rep.Deleted, drop...)
 	}
 	return rep, nil
