@@ -72,6 +72,9 @@ type benchSettings struct {
 	Duration     string `json:"duration"`
 	SyncInterval string `json:"sync_interval"`
 	Synchronous  string `json:"synchronous"`
+	// AppAutocheckpoint is the application's wal_autocheckpoint in the
+	// runs with the daemon.
+	AppAutocheckpoint int `json:"app_autocheckpoint"`
 }
 
 // benchScenario is one lag scenario. Lag is from the commit's return to
@@ -104,13 +107,14 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	if len(args) > 0 && args[0] == "scale" {
 		return runBenchScale(ctx, e, args[1:]) // cmd_bench_scale.go
 	}
-	fs := newFlags(e, "bench", "[-dir DIR] [-duration 10s] [-sync-interval 1s] [-only lag|throughput] [-json]")
+	fs := newFlags(e, "bench", "[-dir DIR] [-duration 10s] [-sync-interval 1s] [-only lag|throughput] [-app-autocheckpoint 1000] [-json]")
 	dir := fs.String("dir", "", "directory to work in, on the file system to measure (default: a temporary directory); a fresh subdirectory is created and removed")
 	duration := fs.Duration("duration", 10*time.Second, "length of each loaded scenario, and the writing time on each side of the throughput comparison")
 	syncInterval := fs.Duration("sync-interval", time.Second, "the daemon's -sync-interval")
 	sparse := fs.Int("sparse", 20, "commits in the sparse scenario, each 1.5 sync-intervals after the last")
 	only := fs.String("only", "", "run only the lag scenarios (lag) or only the throughput comparison (throughput); default both")
 	asJSON := fs.Bool("json", false, "print JSON")
+	autoCkpt := fs.Int("app-autocheckpoint", sqliteAutocheckpoint, "the application's PRAGMA wal_autocheckpoint in the runs with the daemon (0: off, to see what the application's own checkpoint attempts cost it; the runs without the daemon keep SQLite's default)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -125,6 +129,9 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	}
 	if *sparse < 1 {
 		return usagef("-sparse must be at least 1")
+	}
+	if *autoCkpt < 0 {
+		return usagef("-app-autocheckpoint must be 0 (off) or a number of pages")
 	}
 	runLag, runTput := *only != "throughput", *only != "lag"
 	if *only != "" && *only != "lag" && *only != "throughput" {
@@ -146,13 +153,13 @@ func runBench(ctx context.Context, e *env, args []string) error {
 	// The daemon and the plugin log only warnings, so the report stays
 	// readable.
 	qe := &env{stdout: e.stdout, stderr: e.stderr, log: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
-	b := &bench{e: qe, work: work, sync: *syncInterval}
+	b := &bench{e: qe, work: work, sync: *syncInterval, autoCkpt: *autoCkpt}
 	sparseEvery := time.Duration(sparseGap * float64(*syncInterval))
 
 	res := benchResult{
 		Date:     time.Now().UTC(),
 		Machine:  machineInfo(),
-		Settings: benchSettings{Duration: duration.String(), SyncInterval: syncInterval.String(), Synchronous: benchSynchronous},
+		Settings: benchSettings{Duration: duration.String(), SyncInterval: syncInterval.String(), Synchronous: benchSynchronous, AppAutocheckpoint: *autoCkpt},
 		Replica:  "local directory (fs plugin, out-of-process), on the same file system as the database",
 	}
 	if !*asJSON {
@@ -232,7 +239,7 @@ func (b *bench) throughput(ctx context.Context, half time.Duration) (benchThroug
 		if daemon {
 			err = b.withDaemon(ctx, name, func(app *benchApp, _ *benchDaemon) error { return run(app) })
 		} else {
-			err = b.withApp(name, run)
+			err = b.withApp(name, sqliteAutocheckpoint, run)
 		}
 		if err != nil {
 			return benchThroughput{}, err
@@ -277,7 +284,11 @@ func (r *benchResult) print(w io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(w, "replicator bench, %s\n", r.Date.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(w, "machine:  %s, %d cores, %s/%s, %s, load average %s\n", m.CPU, m.Cores, m.OS, m.Arch, m.Go, m.LoadAvg)
-	fmt.Fprintf(w, "settings: sync-interval %s, synchronous=%s, duration %s\n", r.Settings.SyncInterval, r.Settings.Synchronous, r.Settings.Duration)
+	fmt.Fprintf(w, "settings: sync-interval %s, synchronous=%s, duration %s", r.Settings.SyncInterval, r.Settings.Synchronous, r.Settings.Duration)
+	if a := r.Settings.AppAutocheckpoint; a != sqliteAutocheckpoint {
+		fmt.Fprintf(w, ", application wal_autocheckpoint=%d with the daemon", a)
+	}
+	fmt.Fprintln(w)
 	fmt.Fprintf(w, "replica:  %s\n\n", r.Replica)
 	if len(r.Scenarios) > 0 {
 		width := len("scenario")
@@ -323,15 +334,19 @@ func fmtMS(ms float64) string {
 
 // bench holds what the runs share.
 type bench struct {
-	e    *env
-	work string
-	sync time.Duration
+	e        *env
+	work     string
+	sync     time.Duration
+	autoCkpt int // the application's wal_autocheckpoint with the daemon
 }
+
+// sqliteAutocheckpoint is SQLite's default wal_autocheckpoint, in pages.
+const sqliteAutocheckpoint = 1000
 
 // withApp creates a fresh database NAME.db and runs f with the
 // application's connection to it.
-func (b *bench) withApp(name string, f func(*benchApp) error) error {
-	app, err := openBenchApp(filepath.Join(b.work, name+".db"))
+func (b *bench) withApp(name string, autoCkpt int, f func(*benchApp) error) error {
+	app, err := openBenchApp(filepath.Join(b.work, name+".db"), autoCkpt)
 	if err != nil {
 		return err
 	}
@@ -342,7 +357,7 @@ func (b *bench) withApp(name string, f func(*benchApp) error) error {
 // withDaemon is withApp with the daemon replicating the database to the
 // local directory replica/NAME, through the real plugin path.
 func (b *bench) withDaemon(ctx context.Context, name string, f func(*benchApp, *benchDaemon) error) error {
-	return b.withApp(name, func(app *benchApp) error {
+	return b.withApp(name, b.autoCkpt, func(app *benchApp) error {
 		rc := config.ReplicaConfig{Type: "file", Name: "file", Settings: map[string]string{"path": filepath.Join(b.work, "replica", name)}}
 		r, closeReplica, err := openReplica(ctx, b.e, rc)
 		if err != nil {
@@ -377,8 +392,9 @@ type benchApp struct {
 	seq  int64
 }
 
-func openBenchApp(path string) (*benchApp, error) {
+func openBenchApp(path string, autoCkpt int) (*benchApp, error) {
 	q := url.Values{}
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", autoCkpt))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "synchronous("+benchSynchronous+")")

@@ -110,3 +110,28 @@ func TestBenchOnly(t *testing.T) {
 		t.Errorf("bench -only both exited %d, want %d (usage)", code, exitUsage)
 	}
 }
+
+// TestBenchAppAutocheckpoint: the application's autocheckpoint setting in
+// the runs with the daemon is taken, reported, and validated.
+func TestBenchAppAutocheckpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the daemon")
+	}
+	var stdout, stderr bytes.Buffer
+	args := []string{"bench", "-dir", t.TempDir(), "-duration", "100ms", "-sync-interval", "20ms", "-only", "throughput", "-app-autocheckpoint", "0", "-json"}
+	if code := run(args, &stdout, &stderr); code != exitOK {
+		t.Fatalf("bench exited %d\nstderr:\n%s", code, stderr.String())
+	}
+	var res benchResult
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, stdout.String())
+	}
+	if res.Settings.AppAutocheckpoint != 0 || res.Throughput == nil || res.Throughput.WithCommits == 0 {
+		t.Errorf("settings %+v, throughput %+v: want autocheckpoint 0 and commits with the daemon", res.Settings, res.Throughput)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"bench", "-app-autocheckpoint", "-1"}, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "-app-autocheckpoint") {
+		t.Errorf("bench -app-autocheckpoint -1 exited %d (%s), want %d naming the flag", code, stderr.String(), exitUsage)
+	}
+}
