@@ -12,7 +12,10 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
 // Target says what to restore. The zero value means the latest position.
@@ -154,15 +157,29 @@ func unreachable(gen string, objs []replica.Object, reached, target uint64) erro
 	return fmt.Errorf("cannot reach txid %d in generation %s: the replica's chain ends at txid %d", target, gen, reached)
 }
 
+// headerReads bounds the header reads txidAt has in flight.
+const headerReads = 16
+
 // txidAt returns the last txid of gen committed at or before ts, reading
-// segment headers for their commit times.
+// segment headers for their commit times. It reads them in parallel: a
+// generation holds hundreds of objects, each a round trip to the storage.
 func txidAt(ctx context.Context, r *replica.Replica, gen string, objs []replica.Object, ts time.Time) (uint64, error) {
+	hdrs := make([]segment.Header, len(objs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(headerReads)
+	for i, o := range objs {
+		g.Go(func() error {
+			h, err := r.ReadHeader(gctx, o)
+			hdrs[i] = h
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
 	var best uint64
-	for _, o := range objs {
-		h, err := r.ReadHeader(ctx, o)
-		if err != nil {
-			return 0, err
-		}
+	for i, o := range objs {
+		h := hdrs[i]
 		if h.LastCommitTime().After(ts) {
 			continue
 		}
