@@ -295,6 +295,7 @@ func (w *Watcher) poll() {
 	t := time.NewTicker(w.interval)
 	defer t.Stop()
 	fast := time.NewTicker(busyPoll)
+	fast.Stop() // running only while a directory is busy
 	defer fast.Stop()
 	var fastC <-chan time.Time // nil while no directory is busy
 	var subs []*sub
@@ -308,6 +309,7 @@ func (w *Watcher) poll() {
 			continue
 		case <-fastC:
 			if !w.pollBusy() {
+				fast.Stop()
 				fastC = nil
 			}
 			continue
