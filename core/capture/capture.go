@@ -233,6 +233,16 @@ func (c *Capturer) saveHashes() error {
 // or below it are no longer needed for recovery.
 func (c *Capturer) HashesTxID() uint64 { return c.savedHashes }
 
+// SaveHashes saves the page hashes of the captured position now rather
+// than at the next interval, so that the staged segments up to it are no
+// longer needed for crash recovery (when local space is short).
+func (c *Capturer) SaveHashes() error {
+	if c.hashes == nil || c.savedHashes == c.pos.TxID {
+		return nil
+	}
+	return c.saveHashes()
+}
+
 func fileID(path string) (localstate.FileID, error) {
 	fi, err := os.Stat(path)
 	if err != nil {

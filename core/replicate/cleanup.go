@@ -49,6 +49,16 @@ func (d *DB) cleanup() {
 			return
 		}
 		i := d.rebaseCandidate(views)
+		if hashed := d.cap.HashesTxID(); i < 0 && hashed < d.cap.Position().TxID {
+			// What crash recovery needs shrinks to nothing once the page
+			// hashes of the captured position are on disk.
+			if err := d.cap.SaveHashes(); err != nil {
+				d.log.Warn("save page hashes", "err", err)
+			} else if d.cap.HashesTxID() > hashed {
+				d.remove(views)
+				continue
+			}
+		}
 		if i < 0 {
 			if !d.overLimit {
 				d.log.Warn("the local state exceeds max-local-size, but what is left is needed for crash recovery or a re-base snapshot",
