@@ -33,7 +33,9 @@
 //     file was replaced does it start a new generation with a snapshot.
 //
 //   - Checkpoint keeps the WAL short without blocking the application for
-//     long: a PASSIVE checkpoint (no lock), then, under the write lock for a
-//     few milliseconds, capture the tail, end the readers, PASSIVE again,
-//     and begin a new reader; the next writer resets the WAL.
+//     long: a PASSIVE checkpoint (no lock), then, under the write lock, read
+//     the tail into memory, end the reader, PASSIVE again, and begin a new
+//     reader; the tail is staged after the lock is released (a tail never
+//     staged is caught up from the page hashes). The next writer resets
+//     the WAL.
 package capture
