@@ -56,7 +56,7 @@ func testBackends(t *testing.T) map[string]config.ReplicaConfig {
 			"account-key": os.Getenv("TEST_AZURE_KEY"), "container": os.Getenv("TEST_AZURE_CONTAINER"), "path": prefix,
 		}}
 	}
-	if _, ok := builtins()["sftp"]; ok && need("TEST_SFTP_HOST", "TEST_SFTP_PORT", "TEST_SFTP_USER", "TEST_SFTP_KEY_PATH", "TEST_SFTP_KNOWN_HOSTS", "TEST_SFTP_ROOT") {
+	if need("TEST_SFTP_HOST", "TEST_SFTP_PORT", "TEST_SFTP_USER", "TEST_SFTP_KEY_PATH", "TEST_SFTP_KNOWN_HOSTS", "TEST_SFTP_ROOT") {
 		out["sftp"] = config.ReplicaConfig{Name: "sftp", Type: "sftp", Settings: map[string]string{
 			"host": os.Getenv("TEST_SFTP_HOST"), "port": os.Getenv("TEST_SFTP_PORT"), "user": os.Getenv("TEST_SFTP_USER"),
 			"key-path": os.Getenv("TEST_SFTP_KEY_PATH"), "known-hosts": os.Getenv("TEST_SFTP_KNOWN_HOSTS"),

@@ -125,7 +125,7 @@ func startLoadDaemon(ctx context.Context, e *env, work string, syncInterval time
 		return nil, err
 	}
 	closers = append(closers, ins.Close)
-	p, err := builtinPlugin(e, "fs")
+	p, err := firstPartyPlugin(e, "fs")
 	if err != nil {
 		return nil, err
 	}

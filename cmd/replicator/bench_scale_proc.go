@@ -174,8 +174,8 @@ type procKey struct {
 type procInfo struct {
 	rssKB, hwmKB int64
 	// anonKB is the process's own memory (RssAnon); the rest of its RSS
-	// is file-backed, mostly the executable's pages, which the daemon
-	// and its plugin processes (the same executable) share.
+	// is file-backed, mostly its executable's pages (shared with other
+	// processes of the same executable).
 	anonKB int64
 	// pssKB is the RSS with each shared page divided among the
 	// processes that map it (0 where the kernel does not say).

@@ -136,7 +136,7 @@ func buildRestoreDB(ctx context.Context, path string, size int64) (int64, error)
 // in-process daemon: the first snapshot, then txns transactions each
 // rewriting a random row's blob, all uploaded before it returns.
 func replicateRestoreDB(ctx context.Context, e *env, src, repDir string, rows int64, txns int, syncInterval time.Duration) error {
-	p, err := builtinPlugin(e, "fs")
+	p, err := firstPartyPlugin(e, "fs")
 	if err != nil {
 		return err
 	}

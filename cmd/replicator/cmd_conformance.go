@@ -86,8 +86,8 @@ func builtinForType(typ string) (string, error) {
 	case "abs":
 		name = "azure"
 	}
-	if _, ok := builtins()[name]; !ok {
-		return "", usagef("backend type %q is not built into this replicator (available: %s); for a third-party plugin use -plugin PATH", typ, strings.Join(builtinNames(), ", "))
+	if !isFirstParty(name) {
+		return "", usagef("backend type %q is not a first-party backend (%s); for a third-party plugin use -plugin PATH", typ, strings.Join(firstPartyNames(), ", "))
 	}
 	return name, nil
 }
@@ -305,7 +305,7 @@ func runConformanceSpec(ctx context.Context, e *env, s conformanceSpec) (conform
 // conformancePlugin returns the host-side handle of the spec's plugin.
 func conformancePlugin(e *env, s conformanceSpec) (*host.Plugin, error) {
 	if s.Builtin != "" {
-		return builtinPlugin(e, s.Builtin)
+		return firstPartyPlugin(e, s.Builtin)
 	}
 	return host.New(host.Config{Name: s.Name, Path: s.Path, SHA256: s.SHA256, Logger: e.log}), nil
 }

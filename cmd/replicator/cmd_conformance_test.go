@@ -94,7 +94,7 @@ func wantAllPass(t *testing.T, code int, rep conformanceReport, stderr string) {
 func TestConformanceExamplePlugin(t *testing.T) {
 	t.Parallel()
 	bin := buildExamplePlugin(t)
-	replicator := buildReplicator(t)
+	replicator := replicatorBin(t)
 	dir := t.TempDir()
 	// Both layers: the storage suite and the replication scenarios, the
 	// daemon running the example plugin as a "type: plugin" replica.

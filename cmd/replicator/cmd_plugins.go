@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"text/tabwriter"
+
+	"github.com/sqlitereplicator/replicator/sdk/host"
 )
 
 // pluginStatus is one row of "replicator plugins".
@@ -28,13 +31,21 @@ func runPlugins(ctx context.Context, e *env, args []string) error {
 	if fs.NArg() != 0 {
 		return usagef("unexpected arguments: %v", fs.Args())
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find this executable: %w", err)
+	}
 	var rows []pluginStatus
 	failed := 0
-	for _, name := range builtinNames() {
-		row := pluginStatus{Name: name, Kind: "builtin", Protocols: []int{}}
-		p, err := builtinPlugin(e, name)
+	for _, name := range firstPartyNames() {
+		row := pluginStatus{Name: name, Kind: "first-party", Protocols: []int{}}
+		path, args, err := locatePlugin(self, name)
 		if err == nil {
-			row.Path = "(this executable)"
+			row.Path = path
+			if len(args) > 0 {
+				row.Path = "(compiled into replicator)"
+			}
+			p := host.New(host.Config{Name: name, Path: path, Args: args, Logger: e.log})
 			var v int
 			v, err = p.Start(ctx)
 			p.Close()
@@ -56,13 +67,13 @@ func runPlugins(ctx context.Context, e *env, args []string) error {
 		}
 	} else {
 		tw := tabwriter.NewWriter(e.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tKIND\tPROTOCOLS\tSTATUS")
+		fmt.Fprintln(tw, "NAME\tKIND\tPROTOCOLS\tPATH\tSTATUS")
 		for _, r := range rows {
 			status := "ok"
 			if r.Error != "" {
 				status = r.Error
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Kind, protocols(r.Protocols), status)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, r.Kind, protocols(r.Protocols), orDash(r.Path), status)
 		}
 		if err := tw.Flush(); err != nil {
 			return err

@@ -24,7 +24,7 @@ func TestConformanceMatrix(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long test: the daemon scenarios against every backend")
 	}
-	bin := buildReplicator(t)
+	bin := replicatorBin(t)
 	backends := testBackends(t)
 	names := make([]string, 0, len(backends))
 	for name := range backends {

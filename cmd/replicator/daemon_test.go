@@ -219,7 +219,7 @@ func TestDaemonConfigReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the daemon")
 	}
-	bin := buildReplicator(t)
+	bin := replicatorBin(t)
 	dir := t.TempDir()
 	addr := loopbackAddr(t)
 	apps := map[string]*appDB{}
@@ -346,7 +346,7 @@ func TestDaemonEncryptedConfig(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the daemon")
 	}
-	bin := buildReplicator(t)
+	bin := replicatorBin(t)
 	dir := t.TempDir()
 	addr := loopbackAddr(t)
 	keyPath := filepath.Join(dir, "app.key")
@@ -409,7 +409,7 @@ func TestDaemonFollowerHealth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the daemon")
 	}
-	bin := buildReplicator(t)
+	bin := replicatorBin(t)
 	dir := t.TempDir()
 	addr := loopbackAddr(t)
 	app := newAppDB(t, filepath.Join(dir, "app.db"))

@@ -1,6 +1,7 @@
 // Command replicator continuously replicates SQLite databases to object
-// storage and restores them. It is also the executable of the first-party
-// storage plugins, which it runs out-of-process by re-executing itself.
+// storage and restores them. Its storage backends are plugin executables
+// it starts beside itself (cmd/replicator-NAME); the fs plugin is also
+// compiled in, and served by re-executing this executable.
 package main
 
 import (

@@ -79,11 +79,17 @@ func (pp *pluginPool) acquire(rc config.ReplicaConfig) (string, *host.Plugin, er
 		}
 	} else {
 		name := config.PluginName(rc.Type)
-		if _, ok := builtins()[name]; !ok {
-			return "", nil, fmt.Errorf("replica %s: backend %q is not built into this replicator (available: %s)", rc.Name, rc.Type, strings.Join(builtinNames(), ", "))
+		if !isFirstParty(name) {
+			return "", nil, fmt.Errorf("replica %s: unknown backend %q (first-party: %s)", rc.Name, rc.Type, strings.Join(firstPartyNames(), ", "))
 		}
 		key = "builtin:" + name
-		mk = func() (*host.Plugin, error) { return builtinPlugin(pp.e, name) }
+		mk = func() (*host.Plugin, error) {
+			p, err := firstPartyPlugin(pp.e, name)
+			if err != nil {
+				return nil, fmt.Errorf("replica %s: %w", rc.Name, err)
+			}
+			return p, nil
+		}
 	}
 	pp.mu.Lock()
 	defer pp.mu.Unlock()

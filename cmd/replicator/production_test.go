@@ -46,7 +46,7 @@ func TestDaemonProduction(t *testing.T) {
 		}
 		t.Skip("TEST_TOXIPROXY_ADDR is not set; run under scripts/test-servers.sh")
 	}
-	bin := buildReplicator(t)
+	bin := replicatorBin(t)
 	dir := t.TempDir()
 	addr := loopbackAddr(t)
 	names := []string{"orders", "users", "events"}

@@ -99,16 +99,6 @@ func checkPrefix(t *testing.T, path string) int {
 	return total
 }
 
-func buildReplicator(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "replicator")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
 // TestTortureKill9 runs application writers in separate processes while
 // the daemon is killed with SIGKILL at random moments and restarted, and
 // restores run in between. Every restore must be a committed prefix; the
@@ -117,7 +107,7 @@ func TestTortureKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long test")
 	}
-	bin := buildReplicator(t)
+	bin := replicatorBin(t)
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "app.db")
 	replicaURL := "file://" + filepath.Join(dir, "replica")

@@ -27,8 +27,9 @@ import (
 type Config struct {
 	// Name is how logs and errors refer to the plugin ("s3", "my-store").
 	Name string
-	// Path is the executable; Args are passed to it (first-party plugins
-	// are the replicator binary itself with "plugin serve NAME").
+	// Path is the executable; Args are passed to it (a first-party plugin
+	// compiled into replicator is replicator itself with "plugin serve
+	// NAME").
 	Path string
 	Args []string
 	// SHA256, when set, is the hex sha256 the executable must have; a
