@@ -26,8 +26,7 @@ func scenarioBasic(s *scen) {
 	}
 	reported := d.waitSynced(syncTimeout)
 	d.stop()
-	r := s.restore()
-	s.wantSame(r, s.contentOf(s.db), "restore after a clean stop")
+	r := s.wantRestoresSource("restore after a clean stop")
 	if r.Generation != reported.Generation || r.TxID < reported.TxID {
 		s.t.Fatalf("restored generation %s txid %d, but the daemon reported %s txid %d replicated", r.Generation, r.TxID, reported.Generation, reported.TxID)
 	}
@@ -81,19 +80,13 @@ func scenarioPointInTime(s *scen) {
 func scenarioRestart(s *scen) {
 	a := s.openApp(s.db)
 	defer a.close()
-	d := s.startDaemon("")
-	a.insert(50)
-	before := d.waitSynced(syncTimeout)
-	d.stop()
-	d = s.startDaemon("")
-	a.insert(50)
-	after := d.waitSynced(syncTimeout)
-	d.stop()
+	before := s.replicateRows(a, 50)
+	after := s.replicateRows(a, 50)
 	if after.Generation != before.Generation || after.TxID <= before.TxID {
 		s.t.Fatalf("after a restart the daemon replicated %s txid %d; want generation %s continued past txid %d", after.Generation, after.TxID, before.Generation, before.TxID)
 	}
 	s.wantGenerations(1, "a restart continues the generation")
-	s.wantSame(s.restore(), s.contentOf(s.db), "restore after a restart")
+	s.wantRestoresSource("restore after a restart")
 }
 
 // scenarioCheckpointWhileDown: the application writes and checkpoints (the
@@ -102,23 +95,17 @@ func scenarioRestart(s *scen) {
 func scenarioCheckpointWhileDown(s *scen) {
 	a := s.openApp(s.db)
 	defer a.close()
-	d := s.startDaemon("")
-	a.insert(50)
-	before := d.waitSynced(syncTimeout)
-	d.stop()
+	before := s.replicateRows(a, 50)
 	a.insert(80)
 	a.exec("UPDATE rows SET pad = randomblob(40) WHERE n % 5 = 0")
 	a.exec("PRAGMA wal_checkpoint(TRUNCATE)")
 	a.insert(10) // the WAL starts again
-	d = s.startDaemon("")
-	a.insert(10)
-	after := d.waitSynced(syncTimeout)
-	d.stop()
+	after := s.replicateRows(a, 10)
 	if after.Generation != before.Generation {
 		s.t.Fatalf("after a checkpoint while it was down the daemon started generation %s; want %s continued by catch-up", after.Generation, before.Generation)
 	}
 	s.wantGenerations(1, "catch-up continues the generation")
-	s.wantSame(s.restore(), s.contentOf(s.db), "restore after a checkpoint while the daemon was down")
+	s.wantRestoresSource("restore after a checkpoint while the daemon was down")
 }
 
 // scenarioVacuum: VACUUM (which rewrites every page and shrinks the file)
@@ -138,7 +125,7 @@ func scenarioVacuum(s *scen) {
 	if gens[0].Generation != after.Generation {
 		s.t.Fatalf("replica generation %s, daemon reported %s", gens[0].Generation, after.Generation)
 	}
-	s.wantSame(s.restore(), s.contentOf(s.db), "restore after VACUUM")
+	s.wantRestoresSource("restore after VACUUM")
 }
 
 // scenarioReplaceDatabase: the database file replaced by another one (a
@@ -146,11 +133,8 @@ func scenarioVacuum(s *scen) {
 // stays restorable by its id.
 func scenarioReplaceDatabase(s *scen) {
 	a := s.openApp(s.db)
-	d := s.startDaemon("")
-	a.insert(40)
-	old := d.waitSynced(syncTimeout)
+	old := s.replicateRows(a, 40)
 	wantOld := s.contentOf(s.db)
-	d.stop()
 	a.close()
 
 	// Build the new file beside it and rename it into place, as a
@@ -174,10 +158,7 @@ func scenarioReplaceDatabase(s *scen) {
 
 	a = s.openApp(s.db)
 	defer a.close()
-	d = s.startDaemon("")
-	a.insert(5)
-	cur := d.waitSynced(syncTimeout)
-	d.stop()
+	cur := s.replicateRows(a, 5)
 	if cur.Generation == old.Generation {
 		s.t.Fatalf("a replaced database file continued generation %s; want a new generation", old.Generation)
 	}
@@ -185,7 +166,7 @@ func scenarioReplaceDatabase(s *scen) {
 	if gens[0].Generation != old.Generation || gens[1].Generation != cur.Generation {
 		s.t.Errorf("generations %s, %s; want %s (old) then %s (new)", gens[0].Generation, gens[1].Generation, old.Generation, cur.Generation)
 	}
-	s.wantSame(s.restore(), s.contentOf(s.db), "restore of the new database")
+	s.wantRestoresSource("restore of the new database")
 	r := s.restore("-generation", old.Generation)
 	if r.Generation != old.Generation {
 		s.t.Fatalf("restore -generation %s restored generation %s", old.Generation, r.Generation)

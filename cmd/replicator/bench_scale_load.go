@@ -5,17 +5,15 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
-	"github.com/sqlitereplicator/replicator/sdk"
+	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
 
 // The request count of "bench scale": one database replicated by a daemon
@@ -26,59 +24,10 @@ import (
 // which nothing outside the daemon can be: a stat leaves no trace in the
 // replica directory.
 
-// countingStore counts the requests sent to a storage, by operation.
-type countingStore struct {
-	sdk.Storage
-	put, get, stat, list, del atomic.Int64
-}
-
-func (c *countingStore) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
-	c.put.Add(1)
-	return c.Storage.Put(ctx, key, r, opts)
-}
-
-func (c *countingStore) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
-	c.get.Add(1)
-	return c.Storage.Get(ctx, key, offset, length)
-}
-
-func (c *countingStore) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) {
-	c.stat.Add(1)
-	return c.Storage.Stat(ctx, key)
-}
-
-func (c *countingStore) List(ctx context.Context, prefix, startAfter string, fn func(sdk.ObjectInfo) error) error {
-	c.list.Add(1)
-	return c.Storage.List(ctx, prefix, startAfter, fn)
-}
-
-func (c *countingStore) Delete(ctx context.Context, keys ...string) error {
-	c.del.Add(1)
-	return c.Storage.Delete(ctx, keys...)
-}
-
-// requestCounts is a copy of the counters at one moment.
-type requestCounts map[string]int64
-
-func (c *countingStore) counts() requestCounts {
-	return requestCounts{"put": c.put.Load(), "get": c.get.Load(), "stat": c.stat.Load(), "list": c.list.Load(), "delete": c.del.Load()}
-}
-
-// since returns the requests made between earlier and c, and their total.
-func (c requestCounts) since(earlier requestCounts) (requestCounts, int64) {
-	out := requestCounts{}
-	var total int64
-	for k, v := range c {
-		out[k] = v - earlier[k]
-		total += out[k]
-	}
-	return out, total
-}
-
 // loadDaemon is the in-process daemon of the request count.
 type loadDaemon struct {
 	d     *replicate.DB
-	store *countingStore
+	store *storecount.Store
 	db    *sql.DB
 	ins   *sql.Stmt
 	// stop ends the daemon and closes everything; calls after the
@@ -135,7 +84,7 @@ func startLoadDaemon(ctx context.Context, e *env, work string, syncInterval time
 		return nil, fmt.Errorf("open the fs plugin: %w", err)
 	}
 	closers = append(closers, st.Close)
-	cs := &countingStore{Storage: st}
+	cs := storecount.New(st)
 	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{replica.New("file", cs, e.log)}, SyncInterval: syncInterval, Logger: e.log})
 	if err != nil {
 		return nil, fmt.Errorf("replicate %s: %w", path, err)

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
 
 // "replicator bench scale" measures what the daemon costs while it waits:
@@ -106,18 +108,22 @@ type scaleIdle struct {
 	// wake-ups count too); the exact request count is scaleRequests.
 	PluginIO     uint64 `json:"plugin_syscalls"`
 	ProcsChanged int    `json:"processes_changed,omitempty"`
+	// Plugin is the executable that served the fs plugin, with its
+	// arguments: replicator-fs beside this executable, or this
+	// executable re-executed for the compiled-in one.
+	Plugin string `json:"plugin"`
 }
 
 // scaleRequests is the exact request count of one database.
 type scaleRequests struct {
-	IdleSeconds  float64       `json:"idle_seconds"`
-	IdleRequests int64         `json:"idle_requests"`
-	Seconds      float64       `json:"seconds"`
-	Commits      int           `json:"commits"`
-	Rate         float64       `json:"rate_txn_s"`
-	Requests     int64         `json:"requests"`
-	ByOperation  requestCounts `json:"by_operation"`
-	PerHour      float64       `json:"requests_per_hour"`
+	IdleSeconds  float64           `json:"idle_seconds"`
+	IdleRequests int64             `json:"idle_requests"`
+	Seconds      float64           `json:"seconds"`
+	Commits      int               `json:"commits"`
+	Rate         float64           `json:"rate_txn_s"`
+	Requests     int64             `json:"requests"`
+	ByOperation  storecount.Counts `json:"by_operation"`
+	PerHour      float64           `json:"requests_per_hour"`
 }
 
 func runBenchScale(ctx context.Context, e *env, args []string) error {
@@ -184,15 +190,21 @@ func runBenchScale(ctx context.Context, e *env, args []string) error {
 	if res.Idle, err = measureIdle(ctx, e, work, *dbs, *duration, *settle, *syncInterval, load, res); err != nil {
 		return err
 	}
+	if self, err := os.Executable(); err == nil {
+		if path, args, err := locatePlugin(self, "fs"); err == nil {
+			res.Idle.Plugin = strings.Join(append([]string{path}, args...), " ")
+		}
+	}
 	if load != nil {
-		before := load.store.counts()
+		before := load.store.Counts()
 		start := time.Now()
 		commits, err := load.write(ctx, *rate, *loadDuration)
 		if err != nil {
 			return err
 		}
 		secs := time.Since(start).Seconds()
-		by, total := load.store.counts().since(before)
+		by := load.store.Counts().Sub(before)
+		total := by.Total()
 		r := res.Requests
 		r.Seconds, r.Commits, r.Rate, r.Requests, r.ByOperation = secs, commits, float64(commits)/secs, total, by
 		r.PerHour = float64(total) * 3600 / secs
@@ -304,9 +316,9 @@ func measureIdle(ctx context.Context, e *env, work string, n int, duration, sett
 	if err != nil {
 		return fail(err)
 	}
-	var req0 requestCounts
+	var req0 storecount.Counts
 	if load != nil {
-		req0 = load.store.counts()
+		req0 = load.store.Counts()
 	}
 	s0, err := sampleTree(pid)
 	if err != nil {
@@ -332,7 +344,7 @@ func measureIdle(ctx context.Context, e *env, work string, n int, duration, sett
 	}
 	wall := last.at.Sub(s0.at)
 	if load != nil {
-		_, total := load.store.counts().since(req0)
+		total := load.store.Counts().Sub(req0).Total()
 		res.Requests = &scaleRequests{IdleSeconds: wall.Seconds(), IdleRequests: total}
 	}
 	up1, err := scrapeCounters(base)
@@ -540,8 +552,9 @@ func (r *scaleResult) print(w io.Writer) {
 	fmt.Fprintf(w, "\ndaemon over %d idle databases (replicate -config, one local-directory replica each, sync-interval %s):\n", r.Settings.DBs, r.Settings.SyncInterval)
 	fmt.Fprintf(w, "  ready after %.1fs; measured over %.1fs after a %s settle; load average %s before, %s after\n", i.ReadySeconds, i.Seconds, r.Settings.Settle, i.LoadBefore, i.LoadAfter)
 	fmt.Fprintf(w, "  RSS, daemon + plugins:  %.1f MB at the end (max %.1f MB), %d processes; the daemon alone %.1f MB\n", i.RSSMB, i.RSSMaxMB, i.Processes, i.DaemonRSSMB)
-	fmt.Fprintf(w, "                          of which anonymous %.1f MB, the rest file-backed (the executable, shared); PSS %.1f MB\n", i.AnonMB, i.PSSMB)
+	fmt.Fprintf(w, "                          of which anonymous %.1f MB, the rest file-backed (mostly the executables' own pages); PSS %.1f MB\n", i.AnonMB, i.PSSMB)
 	fmt.Fprintf(w, "  CPU, daemon + plugins:  %.3f %% of one core (the daemon alone %.3f %%)\n", i.CPUPercent, i.DaemonCPU)
+	fmt.Fprintf(w, "  fs plugin:              %s\n", i.Plugin)
 	reqs := "not exported"
 	if i.Requests >= 0 {
 		reqs = fmt.Sprintf("%.0f", i.Requests)

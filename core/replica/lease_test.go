@@ -3,37 +3,15 @@ package replica_test
 import (
 	"context"
 	"errors"
-	"io"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/memstore"
+	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
-
-// countingStore counts the requests that reach the store.
-type countingStore struct {
-	sdk.Storage
-	n atomic.Int64
-}
-
-func (s *countingStore) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
-	s.n.Add(1)
-	return s.Storage.Put(ctx, key, r, opts)
-}
-
-func (s *countingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	s.n.Add(1)
-	return s.Storage.Get(ctx, key, off, n)
-}
-
-func (s *countingStore) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) {
-	s.n.Add(1)
-	return s.Storage.Stat(ctx, key)
-}
 
 func TestLease(t *testing.T) {
 	ctx := context.Background()
@@ -72,7 +50,7 @@ func TestLease(t *testing.T) {
 		}, 0, 3, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := &countingStore{Storage: memstore.New(memstore.WithCapabilities(sdk.Capabilities{IfAbsent: true, IfMatch: true}))}
+			st := storecount.New(memstore.New(memstore.WithCapabilities(sdk.Capabilities{IfAbsent: true, IfMatch: true})))
 			l := replica.New("r", st, nil).NewLease("this-host:/db", ttl)
 			if err := l.Ensure(ctx); err != nil {
 				t.Fatal(err)
@@ -83,9 +61,12 @@ func TestLease(t *testing.T) {
 				want = tc.between(t, st.Storage)
 			}
 			time.Sleep(tc.wait)
-			before := st.n.Load()
+			before := st.Counts()
 			err := l.Ensure(ctx)
-			if got := st.n.Load() - before; got > tc.requests {
+			// A lease is read (Stat, Get) and written (Put): those are
+			// the requests counted.
+			d := st.Counts().Sub(before)
+			if got := d[storecount.Put] + d[storecount.Get] + d[storecount.Stat]; got > tc.requests {
 				t.Errorf("Ensure made %d requests, want at most %d", got, tc.requests)
 			}
 			if want != "" {

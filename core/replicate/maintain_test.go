@@ -12,6 +12,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/schedule"
 	"github.com/sqlitereplicator/replicator/sdk/memstore"
+	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
 
 // TestMaintenanceScheduler checks that maintenance is driven by uploads
@@ -41,14 +42,14 @@ func TestMaintenanceScheduler(t *testing.T) {
 			type rig struct {
 				app *sql.DB
 				d   *replicate.DB
-				st  *countingStore
+				st  *storecount.Store
 				r   *replica.Replica
 			}
 			var rigs []rig
 			for i := range c.dbs {
 				path := filepath.Join(dir, string(rune('a'+i))+".db")
 				app := openApp(t, path, 4096)
-				st := &countingStore{Storage: memstore.New()}
+				st := storecount.New(memstore.New())
 				r := replica.New("mem", st, quiet)
 				d, err := replicate.Open(ctx, replicate.Config{
 					Path: path, Replicas: []*replica.Replica{r}, SyncInterval: time.Millisecond, Logger: quiet,
@@ -96,11 +97,11 @@ func TestMaintenanceScheduler(t *testing.T) {
 			time.Sleep(400 * time.Millisecond)
 			before := make([]int64, len(rigs))
 			for i, g := range rigs {
-				before[i] = g.st.n.Load()
+				before[i] = g.st.Total()
 			}
 			time.Sleep(500 * time.Millisecond)
 			for i, g := range rigs {
-				if n := g.st.n.Load() - before[i]; n != 0 {
+				if n := g.st.Total() - before[i]; n != 0 {
 					t.Fatalf("database %d: %d storage requests while idle", i, n)
 				}
 			}

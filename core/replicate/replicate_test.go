@@ -5,13 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,8 +18,8 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/restore"
-	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/memstore"
+	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
 
 func openApp(t *testing.T, path string, pageSize int) *sql.DB {
@@ -181,44 +179,13 @@ func TestReplicaAddedLater(t *testing.T) {
 	}
 }
 
-// countingStore counts the storage requests that reach it.
-type countingStore struct {
-	sdk.Storage
-	n atomic.Int64
-}
-
-func (c *countingStore) Put(ctx context.Context, key string, r io.Reader, o sdk.PutOptions) (sdk.ObjectInfo, error) {
-	c.n.Add(1)
-	return c.Storage.Put(ctx, key, r, o)
-}
-
-func (c *countingStore) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	c.n.Add(1)
-	return c.Storage.Get(ctx, key, off, n)
-}
-
-func (c *countingStore) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) {
-	c.n.Add(1)
-	return c.Storage.Stat(ctx, key)
-}
-
-func (c *countingStore) List(ctx context.Context, prefix, after string, fn func(sdk.ObjectInfo) error) error {
-	c.n.Add(1)
-	return c.Storage.List(ctx, prefix, after, fn)
-}
-
-func (c *countingStore) Delete(ctx context.Context, keys ...string) error {
-	c.n.Add(1)
-	return c.Storage.Delete(ctx, keys...)
-}
-
 // TestIdleSendsNothing: once what was committed is uploaded, an idle
 // database costs no storage request at all.
 func TestIdleSendsNothing(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "app.db")
 	app := openApp(t, path, 4096)
-	st := &countingStore{Storage: memstore.New()}
+	st := storecount.New(memstore.New())
 	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{replica.New("mem", st, slog.Default())},
 		SyncInterval: 10 * time.Millisecond, PollInterval: 50 * time.Millisecond})
 	if err != nil {
@@ -235,9 +202,9 @@ func TestIdleSendsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // let the uploader settle
-	before := st.n.Load()
+	before := st.Total()
 	time.Sleep(1500 * time.Millisecond)
-	if after := st.n.Load(); after != before {
+	if after := st.Total(); after != before {
 		t.Fatalf("%d storage requests while the database was idle", after-before)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/retention"
 	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/memstore"
+	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
 
 // getCounter counts the GETs that reach a store: whole objects and
@@ -206,27 +207,6 @@ func TestCompactFromCopies(t *testing.T) {
 	}
 }
 
-// opCounter counts every request that reaches a store, by operation.
-type opCounter struct {
-	sdk.Storage
-	list, del, get atomic.Int64
-}
-
-func (c *opCounter) List(ctx context.Context, prefix, after string, fn func(sdk.ObjectInfo) error) error {
-	c.list.Add(1)
-	return c.Storage.List(ctx, prefix, after, fn)
-}
-
-func (c *opCounter) Delete(ctx context.Context, keys ...string) error {
-	c.del.Add(1)
-	return c.Storage.Delete(ctx, keys...)
-}
-
-func (c *opCounter) Get(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
-	c.get.Add(1)
-	return c.Storage.Get(ctx, key, off, n)
-}
-
 // TestPassRequests: a maintenance pass over two generations lists the
 // replica once (the generations, then each one's objects) whatever it
 // compacts and retention drops, and deletes everything in one request.
@@ -244,7 +224,7 @@ func TestPassRequests(t *testing.T) {
 	if err != nil || len(gens) != 2 {
 		t.Fatalf("generations %v (%v), want 2", gens, err)
 	}
-	st := &opCounter{Storage: s.r.Storage()}
+	st := storecount.New(s.r.Storage())
 	m := &retention.Maintainer{R: replica.New("mem", st, quiet), Policy: retention.Policy{
 		// Everything is old enough to merge; the window starts after the
 		// first generation's last commit, so retention drops it.
@@ -258,18 +238,18 @@ func TestPassRequests(t *testing.T) {
 		t.Fatalf("the pass merged %d objects from %d inputs and deleted %d objects; want merges and expired objects deleted",
 			len(rep.Merged), rep.DownloadedInputs, len(rep.Deleted))
 	}
-	if got := st.list.Load(); got != 3 {
+	if got := st.Counts()[storecount.List]; got != 3 {
 		t.Errorf("%d listings, want 3 (generations, then each of 2)", got)
 	}
-	if got := st.del.Load(); got != 1 {
+	if got := st.Counts()[storecount.Delete]; got != 1 {
 		t.Errorf("%d Delete requests, want 1", got)
 	}
 	// A second pass right after: nothing left to merge, headers cached.
-	before := st.get.Load()
+	before := st.Counts()[storecount.Get]
 	if _, err := m.Run(ctx, time.Now(), gens[1]); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.get.Load() - before; got != 0 {
+	if got := st.Counts()[storecount.Get] - before; got != 0 {
 		t.Errorf("a second pass made %d GETs, want none (headers cached)", got)
 	}
 }
