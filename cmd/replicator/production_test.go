@@ -97,7 +97,7 @@ func TestDaemonProduction(t *testing.T) {
 	// The s3 plugin dies mid-stream; it is restarted and nothing is lost.
 	s3pid := 0
 	for _, pid := range d.children() {
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.Contains(string(b), "serve\x00s3") {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); strings.HasSuffix(strings.SplitN(string(b), "\x00", 2)[0], "/replicator-s3") {
 			s3pid = pid
 		}
 	}

@@ -414,13 +414,19 @@ func (u *uploader) cleanupView(now time.Time) (pos position, keeps, failing bool
 	if last.IsZero() {
 		last = u.since
 	}
-	failing = u.lastErr != nil || now.Sub(last) > staleSyncs*u.interval
+	failing = u.lastErr != nil || now.Sub(last) > max(staleSyncs*u.interval, minStale)
 	return u.pos, !u.pos.Rebase || u.resuming, failing
 }
 
 // staleSyncs is how many sync intervals a replica may go without catching
-// up before clean-up counts it as failing.
-const staleSyncs = 10
+// up, and without an error, before clean-up counts it as failing; minStale
+// is the least time. A storage that answers slowly (a large snapshot on
+// its way, a loaded machine) is not failing: re-basing it would only send
+// another snapshot. One that stopped answering fails its requests soon.
+const (
+	staleSyncs = 10
+	minStale   = 30 * time.Second
+)
 
 // status is what health and metrics report for the replica.
 func (u *uploader) status() (position, time.Time, error) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/sdk"
 )
 
 // Options tune a restore.
@@ -55,6 +56,25 @@ func Run(ctx context.Context, r *replica.Replica, t Target, out string, opts Opt
 	if _, err := os.Lstat(out); err == nil {
 		return Result{}, fmt.Errorf("%w: %s (a restore never overwrites a file; choose another -o or remove it)", ErrExists, out)
 	}
+	for attempt := 1; ; attempt++ {
+		res, err := runOnce(ctx, r, t, out, opts)
+		if err == nil || !errors.Is(err, sdk.ErrNotFound) || attempt == planAttempts || ctx.Err() != nil {
+			return res, err
+		}
+		// A daemon's compaction or retention removed a planned object
+		// after it was listed; what replaced it is in a new listing.
+		opts.Logger.Warn("an object of the plan is gone from the replica (removed by compaction or retention while restoring); planning again",
+			"attempt", attempt, "err", err)
+	}
+}
+
+// planAttempts bounds how often a restore plans again after a planned
+// object went missing: a replica that keeps losing objects under a restore
+// is not one a restore can trust.
+const planAttempts = 3
+
+// runOnce plans the restore and carries it out.
+func runOnce(ctx context.Context, r *replica.Replica, t Target, out string, opts Options) (Result, error) {
 	plan, err := MakePlan(ctx, r, t)
 	if err != nil {
 		return Result{}, err
