@@ -30,8 +30,15 @@ import (
 // again later.
 func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event, ok bool, err error) {
 	// Copy what can be copied without any lock first, so the locked part
-	// has little left to do.
-	if _, err := checkpoint(ctx, c.ckpt); err != nil {
+	// has little left to do. It runs on the connection that is to take
+	// the write lock next (a spare: it holds no transaction yet).
+	cp, err := c.spares.get(ctx)
+	if err != nil {
+		return Event{}, false, err
+	}
+	_, err = checkpoint(ctx, cp)
+	c.spares.put(cp) // a checkpoint leaves no transaction open
+	if err != nil {
 		return Event{}, false, err
 	}
 	got, err := c.pollWriteLock(ctx, wait)
@@ -110,13 +117,15 @@ func (c *Capturer) lockedCheckpoint(ctx context.Context) (_ *tail, _ Event, reas
 	}
 	// From here on an error returns t too: the caller must then not trust
 	// the WAL to keep it.
-	if err := c.readers[c.cur].end(); err != nil {
+	// The checkpoint runs on the held reader's connection, which has just
+	// ended its transaction: a connection inside one cannot checkpoint.
+	if err := c.held.end(); err != nil {
 		return t, ev, "", false, err
 	}
-	complete, cerr := checkpoint(ctx, c.ckpt)
+	complete, cerr := checkpoint(ctx, c.held.conn)
 	// A reader must be held again before the write lock goes, or resets
 	// could go unseen.
-	if err := c.readers[c.cur].begin(context.WithoutCancel(ctx)); err != nil {
+	if err := c.held.begin(context.WithoutCancel(ctx)); err != nil {
 		return t, ev, "", false, err
 	}
 	return t, ev, "", complete, cerr
@@ -147,24 +156,45 @@ func (c *Capturer) pollWriteLock(ctx context.Context, wait time.Duration) (bool,
 		c.locked++
 		return true, nil
 	}
-	if _, err := c.writer.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+	w, err := c.spares.get(ctx)
+	if err != nil {
+		return false, err
+	}
+	// The busy timeout is restored before w is used again: under the lock
+	// when it was taken, and before w goes back among the spares when it
+	// was not.
+	restore := func() {
+		_, _ = w.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", c.opts.BusyTimeout.Milliseconds()))
+	}
+	if _, err := w.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		restore() // cut short by cancellation, it may have taken effect
+		c.spares.put(w)
 		return false, fmt.Errorf("set busy timeout: %w", err)
 	}
-	defer c.writer.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA busy_timeout = %d", c.opts.BusyTimeout.Milliseconds()))
 	deadline := time.Now().Add(wait)
 	for {
-		err := c.lockWrite(ctx)
-		if err == nil {
+		if _, err := w.ExecContext(ctx, "BEGIN IMMEDIATE"); err == nil {
+			c.writer, c.locked = w, 1
+			restore()
 			return true, nil
+		} else if !isBusy(err) {
+			rerr := undoBegin(w)
+			if rerr == nil {
+				restore()
+			}
+			c.spareOrClose(w, rerr)
+			return false, fmt.Errorf("take the write lock: %w", err)
 		}
-		if !isBusy(err) {
-			return false, err
-		}
+		// SQLITE_BUSY: BEGIN IMMEDIATE began nothing.
 		if time.Now().After(deadline) {
+			restore()
+			c.spares.put(w)
 			return false, nil
 		}
 		select {
 		case <-ctx.Done():
+			restore()
+			c.spares.put(w)
 			return false, ctx.Err()
 		case <-time.After(lockPollGap):
 		}
@@ -173,6 +203,15 @@ func (c *Capturer) pollWriteLock(ctx context.Context, wait time.Duration) (bool,
 
 // lockPollGap is the pause between two tries for the write lock.
 const lockPollGap = 20 * time.Microsecond
+
+// noTransaction reports whether err, from a ROLLBACK, says only that no
+// transaction was open (SQLite reports that as a plain SQLITE_ERROR; a
+// ROLLBACK that failed with a transaction open fails with a lock or I/O
+// code). A nil err is not such an error.
+func noTransaction(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_ERROR
+}
 
 // isBusy reports whether err is SQLite's SQLITE_BUSY (another connection
 // holds the lock).

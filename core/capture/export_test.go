@@ -1,5 +1,28 @@
 package capture
 
+import "time"
+
 // SetBeforeLateStage installs a hook that runs after a checkpoint released
 // the write lock and before it stages the tail it read.
 func SetBeforeLateStage(c *Capturer, f func() error) { c.beforeLateStage = f }
+
+// SetSpareIdle sets how long c's spare connections are kept unused.
+func SetSpareIdle(c *Capturer, d time.Duration) {
+	s := c.spares
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.idle = d
+	if s.timer != nil {
+		s.timer.Reset(d)
+	}
+}
+
+// OpenConns is the number of SQLite connections c has open.
+func OpenConns(c *Capturer) int { return c.db.Stats().OpenConnections }
+
+// ConnsClosed is the number of SQLite connections c has closed so far.
+func ConnsClosed(c *Capturer) int64 { return c.db.Stats().MaxIdleClosed }
+
+// DropReader ends c's held read transaction, as a read that failed to
+// begin again under the write lock leaves it.
+func DropReader(c *Capturer) error { return c.held.end() }

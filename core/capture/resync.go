@@ -15,7 +15,7 @@ import (
 
 // resume re-establishes the captured position at start-up.
 func (c *Capturer) resume(ctx context.Context) (Event, error) {
-	ps, err := pageSize(ctx, c.readers[c.cur].conn)
+	ps, err := pageSize(ctx, c.held.conn)
 	if err != nil {
 		return Event{}, err
 	}
@@ -200,7 +200,7 @@ func (c *Capturer) catchUp(ctx context.Context, reason string) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	rd := &c.readers[c.cur]
+	rd := &c.held
 	ps := c.pos.PageSize
 	next := &localstate.Hashes{Generation: c.pos.Generation, PageSize: ps}
 	var changed []uint32
@@ -267,7 +267,7 @@ func (c *Capturer) newGeneration(ctx context.Context, reason string) (Event, err
 	if err != nil {
 		return Event{}, err
 	}
-	rd := &c.readers[c.cur]
+	rd := &c.held
 	ps, err := pageSize(ctx, rd.conn)
 	if err != nil {
 		return Event{}, err

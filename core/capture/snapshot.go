@@ -28,7 +28,7 @@ func (c *Capturer) Snapshot(ctx context.Context) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	rd := &c.readers[c.cur]
+	rd := &c.held
 	pos := c.pos
 	h := segment.Header{
 		Kind: segment.KindSnapshot, Compression: c.opts.Compression, PageSize: pos.PageSize,

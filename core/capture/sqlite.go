@@ -27,6 +27,9 @@ var ErrNotWAL = errors.New("database is not in WAL mode")
 // otherwise only opens snapshots, so SQLite's default cache (2 MB per
 // connection) would only keep pages of the last snapshot resident, for
 // every database the daemon holds.
+//
+// The pool keeps no idle connection of its own: closing a Conn closes the
+// SQLite connection. The capturer keeps the ones it needs (see spares).
 func openDB(path string, busy time.Duration) (*sql.DB, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -40,7 +43,7 @@ func openDB(path string, busy time.Duration) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	db.SetMaxIdleConns(8)
+	db.SetMaxIdleConns(0)
 	db.SetConnMaxLifetime(0)
 	return db, nil
 }
@@ -49,9 +52,9 @@ func openDB(path string, busy time.Duration) (*sql.DB, error) {
 const captureCacheKiB = 256
 
 // checkWAL refuses a database that is not in WAL mode, saying how to fix it.
-func checkWAL(ctx context.Context, db *sql.DB, path string) error {
+func checkWAL(ctx context.Context, c *sql.Conn, path string) error {
 	var mode string
-	if err := db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+	if err := c.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return fmt.Errorf("read journal mode of %s: %w", path, err)
 	}
 	if !strings.EqualFold(mode, "wal") {

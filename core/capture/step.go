@@ -71,6 +71,11 @@ func (c *Capturer) readTail(ctx context.Context) (t *tail, f *os.File, reason st
 	if id, err := fileID(c.path); err != nil || id != c.pos.DBFile {
 		return nil, nil, "", fmt.Errorf("%w: %s", ErrReplaced, c.path)
 	}
+	if !c.held.open {
+		// A read failed to begin again after ending under the write lock:
+		// since then the WAL may have started over more than once.
+		return nil, nil, "no read transaction was held since the last capture", nil
+	}
 	f, err = os.Open(c.walPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil, "", nil
