@@ -23,7 +23,7 @@ func firstPartyNames() []string { return []string{"azure", "fs", "gcs", "s3", "s
 // compiled are the first-party plugins compiled into this executable as
 // well, served by re-executing it as "plugin serve NAME". fs is, so that a
 // local-directory replica works with the replicator executable alone; it
-// has no dependency beyond the standard library.
+// links nothing that replicator does not link already.
 func compiled() map[string]sdk.OpenFunc {
 	return map[string]sdk.OpenFunc{"fs": fs.Open}
 }
