@@ -33,6 +33,7 @@ type inotify struct {
 	f       *os.File
 	changed func(path string)
 	lost    func()
+	gone    func(dir string)
 	done    chan struct{}
 	exited  chan struct{}
 
@@ -40,7 +41,7 @@ type inotify struct {
 	dirs map[int32]string // watch descriptor -> directory
 }
 
-func newNotifier(changed func(path string), lost func()) (notifier, error) {
+func newNotifier(changed func(path string), lost func(), gone func(dir string)) (notifier, error) {
 	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC | unix.IN_NONBLOCK)
 	if err != nil {
 		return nil, fmt.Errorf("inotify_init1: %w", err)
@@ -51,6 +52,7 @@ func newNotifier(changed func(path string), lost func()) (notifier, error) {
 		f:       os.NewFile(uintptr(fd), "inotify"),
 		changed: changed,
 		lost:    lost,
+		gone:    gone,
 		done:    make(chan struct{}),
 		exited:  make(chan struct{}),
 		dirs:    map[int32]string{},
@@ -65,8 +67,14 @@ func (n *inotify) add(dir string) error {
 		return fmt.Errorf("inotify_add_watch %s: %w", dir, err)
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	if other, ok := n.dirs[int32(wd)]; ok && other != dir {
+		// The same directory under another path (a symbolic link or a
+		// bind mount): the kernel reports its events once, under the
+		// other path, so this path's files would never be told.
+		return fmt.Errorf("inotify_add_watch %s: the same directory is watched as %s", dir, other)
+	}
 	n.dirs[int32(wd)] = dir
-	n.mu.Unlock()
 	return nil
 }
 
@@ -107,8 +115,19 @@ func (n *inotify) read() {
 		k, err := n.f.Read(buf)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) {
-				// The instance is unusable; the poll still sees every change.
+				// The instance is unusable; the poll still sees every
+				// change, at the untrusted interval.
 				n.lost()
+				n.mu.Lock()
+				var dirs []string
+				for wd, dir := range n.dirs {
+					dirs = append(dirs, dir)
+					delete(n.dirs, wd)
+				}
+				n.mu.Unlock()
+				for _, dir := range dirs {
+					n.gone(dir)
+				}
 			}
 			return
 		}
@@ -143,12 +162,21 @@ func (n *inotify) dispatch(b []byte) {
 		}
 		n.mu.Lock()
 		dir, ok := n.dirs[wd]
-		if ok && mask&unix.IN_IGNORED != 0 {
-			delete(n.dirs, wd) // the directory went away
+		ended := ok && mask&(unix.IN_IGNORED|unix.IN_DELETE_SELF|unix.IN_MOVE_SELF|unix.IN_UNMOUNT) != 0
+		if ended {
+			// The directory went away, or its path now names another
+			// (moved: the watch follows the old one, so drop it).
+			delete(n.dirs, wd)
+			if mask&unix.IN_IGNORED == 0 {
+				_, _ = unix.InotifyRmWatch(int(n.f.Fd()), uint32(wd)) // fails only if the kernel dropped it already
+			}
 		}
 		n.mu.Unlock()
 		if ok && name != "" {
 			n.changed(filepath.Join(dir, name))
+		}
+		if ended {
+			n.gone(dir)
 		}
 	}
 }

@@ -19,7 +19,7 @@ func TestWriteFloodCoalesces(t *testing.T) {
 		if p == path {
 			events.Add(1)
 		}
-	}, func() { lost.Add(1) })
+	}, func() { lost.Add(1) }, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestRemovedDirectoryIsForgotten(t *testing.T) {
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	n, err := newNotifier(func(string) {}, func() {})
+	n, err := newNotifier(func(string) {}, func() {}, func(string) {})
 	if err != nil {
 		t.Fatal(err)
 	}
