@@ -309,9 +309,18 @@ func fileID(path string) (localstate.FileID, error) {
 	return localstate.FileID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
 }
 
-// NewGenerationID returns a generation id that sorts by creation time.
+// NewGenerationID returns a generation id that sorts by creation time to
+// the nanosecond (20261122T130909123456789Z-1a2b). Restore and retention
+// take the last generation in name order as the newest, so two
+// generations begun within one second (a database replaced twice, a
+// state directory lost and a new one started at once) must not be ordered
+// by their random part: a latest restore would pick the older one. The
+// random part keeps apart ids made by two hosts in the same nanosecond.
+// Ids of the earlier form (whole seconds: 20261122T130909Z-1a2b3c4d) sort
+// correctly against these but within their own second.
 func NewGenerationID(now time.Time) string {
-	var b [4]byte
+	var b [2]byte
 	_, _ = rand.Read(b[:])
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])
+	u := now.UTC()
+	return fmt.Sprintf("%s%09dZ-%s", u.Format("20060102T150405"), u.Nanosecond(), hex.EncodeToString(b[:]))
 }

@@ -334,3 +334,38 @@ func TestCancellationLeavesNoLock(t *testing.T) {
 	step(t, c)
 	assertSame(t, c, path)
 }
+
+// TestGenerationIDsSortByTime: ids made in order sort in that order, even
+// within one second, and fit a segment header.
+func TestGenerationIDsSortByTime(t *testing.T) {
+	base := time.Date(2026, 11, 22, 13, 9, 9, 0, time.UTC)
+	var ids []string
+	for _, d := range []time.Duration{0, time.Nanosecond, time.Microsecond, 999 * time.Millisecond, time.Second, time.Hour} {
+		for range 20 { // the random part must never reorder them
+			ids = append(ids, capture.NewGenerationID(base.Add(d)))
+		}
+		base = base.Add(d)
+	}
+	for i := 20; i < len(ids); i += 20 {
+		for _, prev := range ids[i-20 : i] {
+			for _, id := range ids[i : i+20] {
+				if prev >= id {
+					t.Fatalf("%s (earlier) does not sort before %s", prev, id)
+				}
+			}
+		}
+	}
+	for _, id := range ids {
+		if len(id) > segment.MaxGenerationLen {
+			t.Fatalf("%s is longer than a header holds (%d)", id, segment.MaxGenerationLen)
+		}
+		if strings.Trim(id, "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_-") != "" {
+			t.Fatalf("%s has characters a header does not allow", id)
+		}
+	}
+	// An id of the earlier, whole-second form sorts before any id of a
+	// later second.
+	if old, id := "20261122T130909Z-1a2b3c4d", capture.NewGenerationID(time.Date(2026, 11, 22, 13, 9, 10, 0, time.UTC)); old >= id {
+		t.Fatalf("%s does not sort before %s", old, id)
+	}
+}
