@@ -93,21 +93,14 @@ func TestBusyDirectoryIsPolled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(notified)
-	for w.notes.watching() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("a directory written to every millisecond stayed watched")
-		}
-		write(t, path, "x")
-		time.Sleep(time.Millisecond)
-	}
+	writeUntilBusy(t, w, path)
 	for got(ch, 0) {
 	}
 	write(t, path, "y")
 	if !got(ch, time.Second) {
 		t.Fatal("a change in a busy directory was not reported")
 	}
-	deadline = time.Now().Add(busyQuiet + notified)
+	deadline := time.Now().Add(busyQuiet + notified)
 	for w.notes.watching() != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("a quiet directory was not watched again")
@@ -119,5 +112,19 @@ func TestBusyDirectoryIsPolled(t *testing.T) {
 	write(t, path, "z")
 	if !got(ch, notified) {
 		t.Fatal("a change after the directory was watched again was not reported")
+	}
+}
+
+// writeUntilBusy writes to path every millisecond until w stops watching
+// its directory (busy mode), failing the test if it never does.
+func writeUntilBusy(t *testing.T, w *Watcher, path string) {
+	t.Helper()
+	deadline := time.Now().Add(notified)
+	for w.notes.watching() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a directory written to every millisecond stayed watched")
+		}
+		write(t, path, "x")
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -185,11 +185,7 @@ func TestMixedDirectories(t *testing.T) {
 	trusted, untrusted := t.TempDir(), t.TempDir()
 	p.setType(trusted, unix.BTRFS_SUPER_MAGIC)
 	p.setType(untrusted, nfsSuperMagic)
-	w := newWatcher(Options{PollInterval: 10 * time.Millisecond, TrustedPollInterval: time.Hour}, p.hooks())
-	defer w.Close()
-	if !w.Notifying() {
-		t.Skip("no file notifications on this system")
-	}
+	w := notifyingWatcher(t, Options{PollInterval: 10 * time.Millisecond, TrustedPollInterval: time.Hour}, p)
 	a, b := filepath.Join(trusted, "a.db"), filepath.Join(untrusted, "b.db")
 	if _, _, err := w.Add(a); err != nil {
 		t.Fatal(err)
@@ -212,11 +208,7 @@ func TestTrustedChangeIsNotifiedAtOnce(t *testing.T) {
 	dir := t.TempDir()
 	p := newProbe()
 	p.setType(dir, unix.EXT4_SUPER_MAGIC)
-	w := newWatcher(Options{PollInterval: 10 * time.Millisecond, TrustedPollInterval: time.Hour}, p.hooks())
-	defer w.Close()
-	if !w.Notifying() {
-		t.Skip("no file notifications on this system")
-	}
+	w := notifyingWatcher(t, Options{PollInterval: 10 * time.Millisecond, TrustedPollInterval: time.Hour}, p)
 	path := filepath.Join(dir, "db-wal")
 	ch, _, err := w.Add(path)
 	if err != nil {
@@ -269,14 +261,7 @@ func TestDistrust(t *testing.T) {
 		{
 			name: "busy mode",
 			distrust: func(t *testing.T, w *Watcher, sub string) {
-				deadline := time.Now().Add(notified)
-				for w.notes.watching() != 0 {
-					if time.Now().After(deadline) {
-						t.Fatal("a directory written to every millisecond stayed watched")
-					}
-					write(t, filepath.Join(sub, "db-wal"), "x")
-					time.Sleep(time.Millisecond)
-				}
+				writeUntilBusy(t, w, filepath.Join(sub, "db-wal"))
 			},
 		},
 	}
@@ -288,11 +273,7 @@ func TestDistrust(t *testing.T) {
 			}
 			p := newProbe()
 			p.setType(sub, unix.EXT4_SUPER_MAGIC)
-			w := newWatcher(Options{PollInterval: 20 * time.Millisecond, TrustedPollInterval: time.Hour}, p.hooks())
-			defer w.Close()
-			if !w.Notifying() {
-				t.Skip("no file notifications on this system")
-			}
+			w := notifyingWatcher(t, Options{PollInterval: 20 * time.Millisecond, TrustedPollInterval: time.Hour}, p)
 			path := filepath.Join(sub, "db-wal")
 			if _, _, err := w.Add(path); err != nil {
 				t.Fatal(err)
@@ -315,11 +296,7 @@ func TestTrustReturnsAfterOverflow(t *testing.T) {
 	p := newProbe()
 	p.setType(dir, unix.EXT4_SUPER_MAGIC)
 	const trusted = 300 * time.Millisecond
-	w := newWatcher(Options{PollInterval: 10 * time.Millisecond, TrustedPollInterval: trusted}, p.hooks())
-	defer w.Close()
-	if !w.Notifying() {
-		t.Skip("no file notifications on this system")
-	}
+	w := notifyingWatcher(t, Options{PollInterval: 10 * time.Millisecond, TrustedPollInterval: trusted}, p)
 	path := filepath.Join(dir, "db-wal")
 	if _, _, err := w.Add(path); err != nil {
 		t.Fatal(err)
@@ -345,11 +322,7 @@ func TestSameDirectoryTwice(t *testing.T) {
 	p := newProbe()
 	p.setType(dir, unix.EXT4_SUPER_MAGIC)
 	p.setType(link, unix.EXT4_SUPER_MAGIC)
-	w := newWatcher(Options{PollInterval: 10 * time.Millisecond, TrustedPollInterval: time.Hour}, p.hooks())
-	defer w.Close()
-	if !w.Notifying() {
-		t.Skip("no file notifications on this system")
-	}
+	w := notifyingWatcher(t, Options{PollInterval: 10 * time.Millisecond, TrustedPollInterval: time.Hour}, p)
 	if _, _, err := w.Add(filepath.Join(dir, "a.db")); err != nil {
 		t.Fatal(err)
 	}
@@ -398,4 +371,17 @@ func TestPollsShareWakeUps(t *testing.T) {
 	if limit := int(window/interval) + 3; wakes1-wakes0 > limit {
 		t.Errorf("%d directories woke the poll %d times in %v, want at most %d", dirs, wakes1-wakes0, window, limit)
 	}
+}
+
+// notifyingWatcher starts a watcher with the probe's hooks, closed when
+// the test ends; it skips the test where the system has no file
+// notifications, which every caller needs.
+func notifyingWatcher(t *testing.T, opts Options, p *probe) *Watcher {
+	t.Helper()
+	w := newWatcher(opts, p.hooks())
+	t.Cleanup(func() { w.Close() })
+	if !w.Notifying() {
+		t.Skip("no file notifications on this system")
+	}
+	return w
 }
