@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/restore"
+	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/memstore"
 	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
@@ -137,45 +139,128 @@ func TestLeaseFencesSecondDaemon(t *testing.T) {
 // TestReplicaAddedLater: a replica added after the staged history was
 // cleaned up starts from a fresh snapshot and then follows.
 func TestReplicaAddedLater(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "app.db")
+	path := filepath.Join(t.TempDir(), "app.db")
 	app := openApp(t, path, 4096)
 	a := replica.New("a", memstore.New(), slog.Default())
 	b := replica.New("b", memstore.New(), slog.Default())
-	run := func(reps ...*replica.Replica) {
-		d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: reps, SyncInterval: 5 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
+	runWrites(t, app, path, a)
+	runWrites(t, app, path, a, b)
+	for _, r := range []*replica.Replica{a, b} {
+		wantRestoresSource(t, r, path)
+	}
+}
+
+// TestReplicaLostWhileStopped: when the replica no longer holds what the
+// local state says was uploaded to it (emptied, its newest object lost, or
+// its URL changed under the same name while the daemon was stopped), the
+// daemon starts it again from a snapshot instead of adding segments no
+// restore could use.
+func TestReplicaLostWhileStopped(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose func(t *testing.T, st *memstore.Store) *memstore.Store // returns the store the daemon finds next
+	}{
+		{"emptied", func(t *testing.T, st *memstore.Store) *memstore.Store {
+			deleteKeys(t, st, func(keys []string) []string { return keys })
+			return st
+		}},
+		{"snapshot lost", func(t *testing.T, st *memstore.Store) *memstore.Store {
+			deleteKeys(t, st, func(keys []string) []string { return filterKeys(keys, "/snapshots/") })
+			return st
+		}},
+		{"newest segment lost", func(t *testing.T, st *memstore.Store) *memstore.Store {
+			deleteKeys(t, st, func(keys []string) []string {
+				segs := filterKeys(keys, "/segments/")
+				return segs[len(segs)-1:]
+			})
+			return st
+		}},
+		{"another storage, same name", func(*testing.T, *memstore.Store) *memstore.Store {
+			return memstore.New()
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "app.db")
+			app := openApp(t, path, 4096)
+			st := memstore.New()
+			runWrites(t, app, path, replica.New("a", st, slog.Default()))
+			r := replica.New("a", tc.lose(t, st), slog.Default())
+			runWrites(t, app, path, r)
+			wantRestoresSource(t, r, path)
+		})
+	}
+}
+
+// deleteKeys deletes the keys of st's generations that pick chooses from
+// their sorted list.
+func deleteKeys(t *testing.T, st *memstore.Store, pick func(keys []string) []string) {
+	t.Helper()
+	ctx := context.Background()
+	var keys []string
+	err := st.List(ctx, "generations/", "", func(oi sdk.ObjectInfo) error {
+		keys = append(keys, oi.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(keys)
+	if keys = pick(keys); len(keys) == 0 {
+		t.Fatal("nothing to delete from the replica")
+	}
+	if err := st.Delete(ctx, keys...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func filterKeys(keys []string, part string) []string {
+	var out []string
+	for _, k := range keys {
+		if strings.Contains(k, part) {
+			out = append(out, k)
 		}
-		runCtx, stop := context.WithCancel(ctx)
-		done := make(chan error, 1)
-		go func() { done <- d.Run(runCtx) }()
-		for range 20 {
-			if _, err := app.Exec("INSERT INTO t (v) VALUES (randomblob(300))"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-		defer cancel()
-		if err := d.Sync(sctx); err != nil {
-			t.Fatal(err)
-		}
-		stop()
-		if err := <-done; err != nil {
+	}
+	return out
+}
+
+// runWrites runs a daemon for the database at path and reps while 20 rows
+// are inserted, until the replicas hold them.
+func runWrites(t *testing.T, app *sql.DB, path string, reps ...*replica.Replica) {
+	t.Helper()
+	ctx := context.Background()
+	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: reps, SyncInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- d.Run(runCtx) }()
+	for range 20 {
+		if _, err := app.Exec("INSERT INTO t (v) VALUES (randomblob(300))"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	run(a)
-	run(a, b)
-	for _, r := range []*replica.Replica{a, b} {
-		out := filepath.Join(t.TempDir(), "out.db")
-		if _, err := restore.Run(ctx, r, restore.Target{}, out, restore.Options{}); err != nil {
-			t.Fatalf("restore from %s: %v", r.Name, err)
-		}
-		if got, want := sha3(t, out), sha3(t, path); got != want {
-			t.Fatalf("restore from %s differs from the source", r.Name)
-		}
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := d.Sync(sctx); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wantRestoresSource restores the latest position of r and requires it
+// equal to the database at path.
+func wantRestoresSource(t *testing.T, r *replica.Replica, path string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "out.db")
+	if _, err := restore.Run(context.Background(), r, restore.Target{}, out, restore.Options{}); err != nil {
+		t.Fatalf("restore from %s: %v", r.Name, err)
+	}
+	if got, want := sha3(t, out), sha3(t, path); got != want {
+		t.Fatalf("restore from %s differs from the source", r.Name)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/localstate"
 	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/core/restore"
 	"github.com/sqlitereplicator/replicator/core/retention"
 	"github.com/sqlitereplicator/replicator/core/segment"
 )
@@ -42,6 +43,9 @@ type uploader struct {
 	copies *retention.Copies
 	// uploads counts objects sent; only the uploader's goroutine uses it.
 	uploads int
+	// checked is set once the replica was seen to hold the saved position
+	// (see checkReplica); only the uploader's goroutine uses it.
+	checked bool
 	// metrics counts uploads (nil: none), labelled with db.
 	metrics *metrics.Registry
 	db      string
@@ -158,6 +162,9 @@ func (u *uploader) sync(ctx context.Context) error {
 	u.mu.Lock()
 	u.resuming = true
 	u.mu.Unlock()
+	if err := u.checkReplica(ctx); err != nil {
+		return err
+	}
 	// First the rest of the generation the replica is in, if it is still
 	// staged; then the current one. A generation in between that the
 	// replica never started is skipped: restores want the newest.
@@ -187,6 +194,32 @@ func (u *uploader) sync(ctx context.Context) error {
 	u.mu.Unlock()
 	if u.caughtUp != nil {
 		u.caughtUp()
+	}
+	return nil
+}
+
+// checkReplica makes sure, once per run, that the replica still holds the
+// position saved in the local state before anything is added to it: a
+// replica emptied while the daemon was stopped, or one whose URL changed
+// under the same name, would otherwise receive segments that continue a
+// chain it no longer has, and no restore could use them. Such a replica
+// starts again, like a new one, from a snapshot of the current
+// generation. It costs one listing per replica at start-up.
+func (u *uploader) checkReplica(ctx context.Context) error {
+	pos := u.Position()
+	if u.checked || pos.Generation == "" {
+		u.checked = true
+		return nil
+	}
+	objs, err := u.r.Objects(ctx, pos.Generation)
+	if err != nil {
+		return fmt.Errorf("check %s still holds generation %s: %w", u.r.Name, pos.Generation, err)
+	}
+	u.checked = true
+	if reach := restore.Reach(pos.Generation, objs); reach < pos.TxID {
+		u.log.Warn("the replica no longer holds what was uploaded to it (emptied, or its URL changed while the name stayed); starting it again from a snapshot",
+			"generation", pos.Generation, "saved_txid", pos.TxID, "restorable_txid", reach, "objects", len(objs))
+		u.update(func(position) position { return position{} })
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -121,6 +122,18 @@ func planGeneration(ctx context.Context, r *replica.Replica, gen string, objs []
 			goal, gen, best.TxID, best.TxID)
 	}
 	return Plan{}, unreachable(gen, objs, best.TxID, target)
+}
+
+// Reach returns the newest txid of gen that a restore from objs (the
+// generation's listing) can reach, 0 when it holds no snapshot.
+func Reach(gen string, objs []replica.Object) uint64 {
+	var reach uint64
+	for _, o := range objs {
+		if o.Snapshot() {
+			reach = max(reach, chain(gen, objs, o, math.MaxUint64).TxID)
+		}
+	}
+	return reach
 }
 
 // chain walks forward from snap: from each position it takes the segment
