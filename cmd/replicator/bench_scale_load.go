@@ -13,6 +13,7 @@ import (
 
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
+	"github.com/sqlitereplicator/replicator/core/segment"
 	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
 
@@ -85,7 +86,7 @@ func startLoadDaemon(ctx context.Context, e *env, work string, syncInterval time
 	}
 	closers = append(closers, st.Close)
 	cs := storecount.New(st)
-	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{replica.New("file", cs, e.log)}, SyncInterval: syncInterval, Logger: e.log})
+	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{replica.New("file", cs, e.log)}, SyncInterval: syncInterval, Compression: segment.DefaultCompression, Logger: e.log})
 	if err != nil {
 		return nil, fmt.Errorf("replicate %s: %w", path, err)
 	}

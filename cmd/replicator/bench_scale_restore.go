@@ -16,6 +16,7 @@ import (
 
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
+	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
 // The restore part of "bench scale": a database of a given size is
@@ -146,7 +147,7 @@ func replicateRestoreDB(ctx context.Context, e *env, src, repDir string, rows in
 		return fmt.Errorf("open the fs plugin: %w", err)
 	}
 	defer st.Close()
-	d, err := replicate.Open(ctx, replicate.Config{Path: src, Replicas: []*replica.Replica{replica.New("file", st, e.log)}, SyncInterval: syncInterval, Logger: e.log})
+	d, err := replicate.Open(ctx, replicate.Config{Path: src, Replicas: []*replica.Replica{replica.New("file", st, e.log)}, SyncInterval: syncInterval, Compression: segment.DefaultCompression, Logger: e.log})
 	if err != nil {
 		return fmt.Errorf("replicate %s: %w", src, err)
 	}

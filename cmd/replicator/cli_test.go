@@ -15,6 +15,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/config"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
+	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
 // replicated makes a database with a file replica holding n transactions
@@ -146,5 +147,59 @@ func TestConfigErrors(t *testing.T) {
 		if code != 1 || !strings.Contains(stderr, tc.want) || !strings.Contains(stderr, "line") && !strings.Contains(stderr, "c.yml") {
 			t.Errorf("config %q: exit %d, stderr %q; want an error naming %q and where", tc.yaml, code, stderr, tc.want)
 		}
+	}
+}
+
+// TestReplicateCompression: what the daemon uploads is compressed with lz4
+// unless -compression (or compression: in a config) says otherwise, every
+// choice restores, and an unknown one is a usage error.
+func TestReplicateCompression(t *testing.T) {
+	bin := replicatorBin(t)
+	for _, tc := range []struct {
+		args []string
+		want segment.Compression
+	}{
+		{nil, segment.CompressionLZ4},
+		{[]string{"-compression", "zstd"}, segment.CompressionZstd},
+		{[]string{"-compression", "none"}, segment.CompressionNone},
+	} {
+		t.Run(tc.want.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			app := newAppDB(t, filepath.Join(dir, "app.db"))
+			app.insert(50)
+			url := "file://" + filepath.Join(dir, "replica")
+			addr := loopbackAddr(t)
+			d := startDaemonProc(t, bin, addr, append(append([]string{"-addr", addr}, tc.args...), app.path, url)...)
+			d.waitSynced(app.path)
+			app.insert(10)
+			d.waitSynced(app.path)
+			d.stop()
+			var n int
+			err := filepath.WalkDir(filepath.Join(dir, "replica", "generations"), func(p string, de os.DirEntry, err error) error {
+				if err != nil || de.IsDir() {
+					return err
+				}
+				f, err := os.Open(p)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				h, err := segment.ReadHeader(f)
+				if err != nil || h.Compression != tc.want {
+					t.Errorf("%s: compression %v (%v), want %v", de.Name(), h.Compression, err, tc.want)
+				}
+				n++
+				return nil
+			})
+			if err != nil || n < 2 {
+				t.Fatalf("%d replica objects: %v", n, err)
+			}
+			if got := restoreRows(t, bin, url, 0); got != 60 {
+				t.Fatalf("restored %d rows, want 60", got)
+			}
+		})
+	}
+	if code, _, stderr := runCLI(t, "replicate", "-compression", "gzip", "db", "file:///x"); code != 2 || !strings.Contains(stderr, "lz4 (the default), zstd or none") {
+		t.Fatalf("replicate -compression gzip: exit %d: %s", code, stderr)
 	}
 }

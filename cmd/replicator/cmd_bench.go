@@ -26,6 +26,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/config"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
+	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
 // benchSynchronous is the application's PRAGMA synchronous, the same in
@@ -364,7 +365,7 @@ func (b *bench) withDaemon(ctx context.Context, name string, f func(*benchApp, *
 			return err
 		}
 		defer closeReplica()
-		d, err := replicate.Open(ctx, replicate.Config{Path: app.path, Replicas: []*replica.Replica{r}, SyncInterval: b.sync, Logger: b.e.log})
+		d, err := replicate.Open(ctx, replicate.Config{Path: app.path, Replicas: []*replica.Replica{r}, SyncInterval: b.sync, Compression: segment.DefaultCompression, Logger: b.e.log})
 		if err != nil {
 			return err
 		}

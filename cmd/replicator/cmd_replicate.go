@@ -14,6 +14,7 @@ import (
 
 	"github.com/sqlitereplicator/replicator/core/config"
 	"github.com/sqlitereplicator/replicator/core/metrics"
+	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
 func runReplicate(ctx context.Context, e *env, args []string) error {
@@ -22,6 +23,7 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 	syncInterval := fs.Duration("sync-interval", time.Second, "at most one upload per replica per interval; a commit after a quiet period goes out at once")
 	snapshotInterval := fs.Duration("snapshot-interval", 24*time.Hour, "how often to take a snapshot")
 	retention := fs.Duration("retention", 0, "how far back point-in-time restores keep working; older objects are deleted from the replicas (0 keeps everything)")
+	compression := fs.String("compression", "lz4", "compression of what is captured and uploaded: lz4, zstd or none; compression: in a config file takes precedence")
 	stateDir := fs.String("state-dir", "", "local state directory (default: beside the database)")
 	addr := fs.String("addr", defaultAddr, `address serving /metrics, /healthz and /databases ("" disables); overrides addr: in the config`)
 	logLevel := fs.String("log-level", "", "debug, info, warn or error (default info); overrides log-level: in the config")
@@ -67,7 +69,10 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 		re.pluginRestarted = reg.PluginRestart
 		e = &re
 	}
-	flags := config.Settings{SyncInterval: *syncInterval, SnapshotInterval: *snapshotInterval, Retention: *retention}
+	if _, err := segment.ParseCompression(*compression); err != nil {
+		return usageError{fmt.Sprintf("-compression %q: use lz4 (the default), zstd or none", *compression)}
+	}
+	flags := config.Settings{SyncInterval: *syncInterval, SnapshotInterval: *snapshotInterval, Retention: *retention, Compression: *compression}
 	d := newDaemon(e, flags, *stateDir, reg)
 	// Replication runs under its own context: with -exec it outlives the
 	// signals (forwarded to the application) until the application exits.

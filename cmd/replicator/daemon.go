@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/schedule"
+	"github.com/sqlitereplicator/replicator/core/segment"
 	"github.com/sqlitereplicator/replicator/core/watch"
 	"github.com/sqlitereplicator/replicator/sdk"
 )
@@ -195,7 +197,13 @@ func (d *daemon) settings(s config.Settings) replicate.Config {
 	if s.CompactionInterval > 0 && s.CompactionInterval < time.Minute {
 		maint = s.CompactionInterval
 	}
+	// Both were validated when the flags and the file were read.
+	comp, err := segment.ParseCompression(cmp.Or(s.Compression, f.Compression))
+	if err != nil {
+		comp = segment.DefaultCompression
+	}
 	return replicate.Config{
+		Compression:         comp,
 		MaintenanceInterval: maint,
 		StateDir:            d.stateDir,
 		SyncInterval:        pick(s.SyncInterval, f.SyncInterval),

@@ -49,7 +49,10 @@ type Settings struct {
 	// MaxLocalSize bounds the local state kept for replicas that cannot
 	// be reached, in bytes.
 	MaxLocalSize int64
-	Encryption   Encryption
+	// Compression is "lz4", "zstd" or "none"; empty means the default,
+	// lz4 (segment.ParseCompression).
+	Compression string
+	Encryption  Encryption
 }
 
 // Encryption names where a database's encryption key is read from; both

@@ -8,6 +8,8 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"gopkg.in/yaml.v3"
+
+	"github.com/sqlitereplicator/replicator/core/segment"
 )
 
 var errEOF = io.EOF // an empty file decodes to EOF: a config with nothing in it
@@ -36,6 +38,7 @@ type fileSettings struct {
 	CompactionInterval string         `yaml:"compaction-interval"`
 	CheckpointPages    string         `yaml:"checkpoint-pages"`
 	MaxLocalSize       string         `yaml:"max-local-size"`
+	Compression        string         `yaml:"compression"`
 	Encryption         fileEncryption `yaml:"encryption"`
 }
 
@@ -114,6 +117,12 @@ func (p *parser) settings(line int, fs fileSettings, defaults Settings) (Setting
 			return s, fmt.Errorf("%s: max-local-size %q must be a size like 512MiB or 10GB, or unlimited", where, fs.MaxLocalSize)
 		}
 		s.MaxLocalSize = int64(n)
+	}
+	if fs.Compression != "" {
+		if _, err := segment.ParseCompression(fs.Compression); err != nil {
+			return s, fmt.Errorf("%s: compression %q: use lz4 (the default), zstd or none", where, fs.Compression)
+		}
+		s.Compression = fs.Compression
 	}
 	if e := fs.Encryption; e.KeyFile != "" || e.KeyEnv != "" {
 		if e.KeyFile != "" && e.KeyEnv != "" {

@@ -19,6 +19,7 @@ defaults:
   retention: 720h
   max-local-size: 512MiB
   compaction-interval: "off"
+  compression: zstd
 dbs:
   - path: /data/a.db
     replicas: [{type: file, path: /b}]
@@ -26,6 +27,7 @@ dbs:
     max-local-size: unlimited
     sync-interval: 250ms
     checkpoint-pages: 800
+    compression: none
     encryption: {key-env: $KEYVAR}
     replicas:
       - type: hashdir
@@ -48,10 +50,10 @@ follow:
 		t.Errorf("globals: addr %v, level %v, format %q", c.Addr, c.LogLevel, c.LogFormat)
 	}
 	a, b := c.DBs[0], c.DBs[1]
-	if a.SyncInterval != 2*time.Second || a.Retention != 720*time.Hour || a.MaxLocalSize != 512<<20 || a.CompactionInterval != -1 {
+	if a.SyncInterval != 2*time.Second || a.Retention != 720*time.Hour || a.MaxLocalSize != 512<<20 || a.CompactionInterval != -1 || a.Compression != "zstd" {
 		t.Errorf("a.db did not take the defaults: %+v", a.Settings)
 	}
-	if b.SyncInterval != 250*time.Millisecond || b.Retention != 720*time.Hour || b.CheckpointPages != 800 || b.MaxLocalSize != -1 || b.Encryption.KeyEnv != "APPKEY" {
+	if b.SyncInterval != 250*time.Millisecond || b.Retention != 720*time.Hour || b.CheckpointPages != 800 || b.MaxLocalSize != -1 || b.Compression != "none" || b.Encryption.KeyEnv != "APPKEY" {
 		t.Errorf("b.db settings: %+v", b.Settings)
 	}
 	if b.Replicas[0].Encryption.KeyEnv != "APPKEY" || a.Replicas[0].Encryption != (Encryption{}) {
@@ -98,6 +100,7 @@ func TestParseGlobalErrors(t *testing.T) {
 		{"plugins:\n  p: {sha256: x}\n", "no path"},
 		{"defaults:\n  max-local-size: lots\n", "max-local-size"},
 		{"defaults:\n  colour: red\n", "colour"},
+		{"defaults:\n  compression: gzip\n", "compression \"gzip\": use lz4 (the default), zstd or none"},
 		{"defaults:\n  sync-interval: 0s\n", "sync-interval must be positive"},
 		{"dbs:\n  - path: /x.db\n    checkpoint-pages: -3\n    replicas: [{type: file}]\n", "checkpoint-pages"},
 		{"dbs:\n  - path: /x.db\n    encryption: {key-file: /k, key-env: K}\n    replicas: [{type: file}]\n", "key-file and key-env"},

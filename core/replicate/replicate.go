@@ -39,7 +39,10 @@ type Config struct {
 	// checkpoints; zero means 500, below SQLite's
 	// default autocheckpoint (1000), which our reader would keep failing.
 	CheckpointPages int64
-	Compression     segment.Compression
+	// Compression of what is captured and uploaded. The zero value is
+	// segment.CompressionNone; the daemon's default is
+	// segment.DefaultCompression (lz4).
+	Compression segment.Compression
 	// Keys, when set, encrypts what goes to every replica with
 	// Keys.Primary() and opens objects sealed with any of its keys
 	// (compaction re-encrypts under the primary key); it is set on each
