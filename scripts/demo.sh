@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3 >/dev/null; }
 work=${1:-$(mktemp -d)}
 mkdir -p "$work"
-go build -o "$work/" ./cmd/...   # replicator and its plugin executables, side by side
+CGO_ENABLED=0 go build -o "$work/" ./cmd/...   # replicator and its plugin executables, side by side
 db=$work/app.db
 sqlite3 "$db" 'PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, v TEXT);' >/dev/null
 

@@ -46,7 +46,10 @@ func installExecutables() (string, error) {
 	for _, n := range firstPartyNames() {
 		args = append(args, "../replicator-"+n)
 	}
-	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+	// Built as the README builds them: static, without cgo.
+	cmd := exec.Command("go", args...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return "", fmt.Errorf("build the executables: %v\n%s", err, out)
 	}
