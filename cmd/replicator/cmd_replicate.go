@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/sqlitereplicator/replicator/core/capture"
 	"github.com/sqlitereplicator/replicator/core/config"
 	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/segment"
@@ -68,6 +69,11 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 		re := *e
 		re.pluginRestarted = reg.PluginRestart
 		e = &re
+	}
+	// Before any database is opened; it fails harmlessly when one was
+	// (a second run in one process, as in tests).
+	if err := capture.DisableLookaside(); err != nil {
+		e.log.Debug("SQLite lookaside stays on", "err", err)
 	}
 	if _, err := segment.ParseCompression(*compression); err != nil {
 		return usageError{fmt.Sprintf("-compression %q: use lz4 (the default), zstd or none", *compression)}
