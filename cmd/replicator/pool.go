@@ -75,7 +75,7 @@ func (pp *pluginPool) acquire(rc config.ReplicaConfig) (string, *host.Plugin, er
 	if rc.Type == "plugin" {
 		key = "plugin:" + rc.Plugin + "@" + rc.SHA256
 		mk = func() (*host.Plugin, error) {
-			return host.New(host.Config{Name: rc.Name, Path: rc.Plugin, SHA256: rc.SHA256, Logger: pp.e.log, OnRestart: pp.e.restartHook(rc.Name)}), nil
+			return host.New(host.Config{Name: rc.Name, Path: rc.Plugin, SHA256: rc.SHA256, Logger: pp.e.log, OnRestart: pp.e.restartHook(rc.Name), IdleTimeout: pluginIdleTimeout}), nil
 		}
 	} else {
 		name := config.PluginName(rc.Type)

@@ -48,6 +48,12 @@ type Config struct {
 	// doubling up to MaxRestartDelay (zero: 30s). A plugin that stayed up
 	// for MaxRestartDelay starts over with an immediate restart.
 	MinRestartDelay, MaxRestartDelay time.Duration
+	// IdleTimeout, when positive, stops the plugin process once no call
+	// has been in flight for that long (a Get's reader counts until it
+	// is closed); the next call starts it again, which is not counted as
+	// a restart. A daemon whose databases are idle then holds no plugin
+	// process, and no memory for it.
+	IdleTimeout time.Duration
 }
 
 // Plugin is one plugin executable, started on first use and again after
@@ -67,6 +73,12 @@ type Plugin struct {
 	// started is when the running process was launched; a process that
 	// lived long enough resets the backoff.
 	started time.Time
+	// active counts calls in flight (see current and release); idleSince
+	// is when it last fell to zero, and idle stops the process once
+	// IdleTimeout has passed since.
+	active    int
+	idleSince time.Time
+	idle      *time.Timer
 	// rs is written only by current, holding mu and hmu; Health reads it
 	// holding only hmu, so that it never waits for a launch in progress.
 	hmu sync.Mutex
@@ -113,6 +125,7 @@ func (p *Plugin) Start(ctx context.Context) (int, error) {
 	if _, _, err := p.current(ctx); err != nil {
 		return 0, err
 	}
+	p.release()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.version, nil
@@ -145,6 +158,9 @@ func (p *Plugin) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true
+	if p.idle != nil {
+		p.idle.Stop()
+	}
 	if p.client != nil {
 		p.client.Kill()
 		p.client = nil
@@ -156,7 +172,8 @@ func (p *Plugin) Close() error {
 // there is none or the last one died. A plugin that keeps dying is not
 // started again before its backoff delay has passed: calls fail at once with
 // a transient error saying when the next attempt is, so callers retry
-// instead of waiting here with the lock held.
+// instead of waiting here with the lock held. On success the caller holds
+// the process in use until it calls release.
 func (p *Plugin) current(ctx context.Context) (sdk.Opener, uint64, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -164,6 +181,7 @@ func (p *Plugin) current(ctx context.Context) (sdk.Opener, uint64, error) {
 		return nil, 0, fmt.Errorf("plugin %s: closed", p.cfg.Name)
 	}
 	if p.client != nil && !p.client.Exited() {
+		p.active++
 		return p.opener, p.epoch, nil
 	}
 	now := time.Now()
@@ -208,7 +226,40 @@ func (p *Plugin) current(ctx context.Context) (sdk.Opener, uint64, error) {
 			p.cfg.OnRestart()
 		}
 	}
+	p.active++
 	return p.opener, p.epoch, nil
+}
+
+// release ends a use that current began. The last one out arms the idle
+// stop.
+func (p *Plugin) release() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.active--
+	if p.active > 0 || p.cfg.IdleTimeout <= 0 || p.client == nil || p.closed {
+		return
+	}
+	p.idleSince = time.Now()
+	if p.idle == nil {
+		p.idle = time.AfterFunc(p.cfg.IdleTimeout, p.stopIdle)
+	} else {
+		p.idle.Reset(p.cfg.IdleTimeout)
+	}
+}
+
+// stopIdle stops the plugin process if nothing used it for IdleTimeout. It
+// is not a death: the next call launches a new process at once.
+func (p *Plugin) stopIdle() {
+	p.mu.Lock()
+	c := p.client
+	if p.active > 0 || c == nil || p.closed || time.Since(p.idleSince) < p.cfg.IdleTimeout {
+		p.mu.Unlock()
+		return
+	}
+	p.client = nil
+	p.mu.Unlock()
+	p.log.Debug("storage plugin idle; stopping it until the next request", "idle", p.cfg.IdleTimeout.String())
+	c.Kill()
 }
 
 // delay is the wait before restart attempt n (1-based): none for the first,

@@ -403,3 +403,48 @@ func TestRestartBackoff(t *testing.T) {
 		t.Fatalf("restart after a stable run: %v, want an immediate restart", err)
 	}
 }
+
+// TestIdleStop: with IdleTimeout, a plugin nothing used for that long is
+// stopped, a reader still streaming keeps it running, and the next call
+// starts a new process at once, which is not a restart.
+func TestIdleStop(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	var restarts int
+	var mu sync.Mutex
+	p := newPlugin(t, "plugin", host.Config{IdleTimeout: idle, OnRestart: func() { mu.Lock(); restarts++; mu.Unlock() }})
+	ctx := context.Background()
+	st, err := p.Open(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Put(ctx, "k", strings.NewReader("hello"), sdk.PutOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := st.Get(ctx, "k", 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := p.Pid()
+	time.Sleep(3 * idle)
+	if p.Pid() != pid || !alive(pid) {
+		t.Fatal("the plugin was stopped while a reader of it was open")
+	}
+	if b, err := io.ReadAll(rc); err != nil || string(b) != "hello" {
+		t.Fatalf("read %q, %v", b, err)
+	}
+	rc.Close()
+	waitFor(t, "the idle plugin to stop", func() bool { return p.Pid() == 0 && !alive(pid) })
+	// A new process: the test store keeps objects in memory, so the
+	// object is gone, and the call succeeds at once.
+	if _, err := st.Stat(ctx, "k"); !errors.Is(err, sdk.ErrNotFound) {
+		t.Fatalf("stat after the idle stop: %v, want NotFound from a new process", err)
+	}
+	if p.Pid() == 0 || p.Pid() == pid {
+		t.Fatalf("pid after the idle stop = %d (was %d)", p.Pid(), pid)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if restarts != 0 || p.Restarts() != 0 || p.Health() != nil {
+		t.Fatalf("an idle stop counted as a death: OnRestart %d, Restarts %d, Health %v", restarts, p.Restarts(), p.Health())
+	}
+}

@@ -17,6 +17,7 @@ func (p *Plugin) Open(ctx context.Context, settings map[string]string) (sdk.Stor
 	if _, _, err := s.get(ctx); err != nil {
 		return nil, err
 	}
+	p.release()
 	return s, nil
 }
 
@@ -33,6 +34,8 @@ type store struct {
 	caps  sdk.Capabilities
 }
 
+// get returns the store in the running plugin process, which it holds in
+// use: the caller calls done (or s.p.release) when its call is over.
 func (s *store) get(ctx context.Context) (sdk.Storage, uint64, error) {
 	opener, epoch, err := s.p.current(ctx)
 	if err != nil {
@@ -45,6 +48,7 @@ func (s *store) get(ctx context.Context) (sdk.Storage, uint64, error) {
 	}
 	st, err := opener.Open(ctx, s.settings)
 	if err != nil {
+		s.p.release()
 		s.p.check(epoch)
 		return nil, 0, fmt.Errorf("open %s store: %w", s.p.cfg.Name, err)
 	}
@@ -52,9 +56,10 @@ func (s *store) get(ctx context.Context) (sdk.Storage, uint64, error) {
 	return st, epoch, nil
 }
 
-// done passes err through, first letting the plugin check itself after a
-// transient failure.
+// done ends a call begun by get and passes err through, first letting the
+// plugin check itself after a transient failure.
 func (s *store) done(epoch uint64, err error) error {
+	s.p.release()
 	if err != nil && sdk.IsTransient(err) {
 		s.p.check(epoch)
 	}
@@ -76,7 +81,24 @@ func (s *store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		return nil, err
 	}
 	rc, err := st.Get(ctx, key, offset, length)
-	return rc, s.done(epoch, err)
+	if err != nil {
+		return nil, s.done(epoch, err)
+	}
+	// The process stays in use while the object streams.
+	return &heldReader{ReadCloser: rc, release: s.p.release}, nil
+}
+
+// heldReader releases its plugin process when closed.
+type heldReader struct {
+	io.ReadCloser
+	once    sync.Once
+	release func()
+}
+
+func (r *heldReader) Close() error {
+	err := r.ReadCloser.Close()
+	r.once.Do(r.release)
+	return err
 }
 
 func (s *store) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) {
