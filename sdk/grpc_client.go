@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 
 	storagev1 "github.com/sqlitereplicator/replicator/sdk/proto/storage/v1"
 )
@@ -94,22 +95,53 @@ func (s *remoteStore) sendErr(ctx context.Context, stream storagev1.Storage_PutC
 	return fromStatus(ctx, err)
 }
 
+// Get asks the plugin for the object and allows it to answer with a local
+// file path (see LocalFiler), which it reads itself; when it cannot open
+// that file, it asks again for the bytes as a stream.
 func (s *remoteStore) Get(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if err := ValidateKey(key); err != nil {
 		return nil, err
 	}
+	req := &storagev1.GetRequest{Store: s.id, Key: key, Offset: offset, Length: length, LocalOk: true}
+	r, first, err := s.startGet(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	path := first.GetLocalPath()
+	if path == "" {
+		return r, nil
+	}
+	// The plugin sends nothing after the path; end its stream now.
+	r.Close()
+	rc, err := openLocal(path, first.GetInfo().GetSize(), offset, length)
+	if err == nil {
+		return rc, nil
+	}
+	slog.Debug("reading through the plugin: cannot read the object's local file", "key", key, "err", err)
+	req.LocalOk = false
+	r, _, err = s.startGet(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// startGet sends req and waits for the first message, which tells whether
+// the object exists. The returned reader holds the stream's resources
+// until it is closed.
+func (s *remoteStore) startGet(ctx context.Context, req *storagev1.GetRequest) (*getReader, *storagev1.GetResponse, error) {
 	sctx, cancel := context.WithCancel(ctx)
-	stream, err := s.rpc.Get(sctx, &storagev1.GetRequest{Store: s.id, Key: key, Offset: offset, Length: length})
+	stream, err := s.rpc.Get(sctx, req)
 	if err != nil {
 		cancel()
-		return nil, fromStatus(ctx, err)
+		return nil, nil, fromStatus(ctx, err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
 		cancel()
-		return nil, fromStatus(ctx, err)
+		return nil, nil, fromStatus(ctx, err)
 	}
-	return &getReader{ctx: ctx, stream: stream, cancel: cancel, buf: first.GetChunk()}, nil
+	return &getReader{ctx: ctx, stream: stream, cancel: cancel, buf: first.GetChunk()}, first, nil
 }
 
 // getReader presents a Get stream as an io.ReadCloser.

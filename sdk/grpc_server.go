@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -141,6 +144,11 @@ func (s *grpcServer) Get(req *storagev1.GetRequest, stream storagev1.Storage_Get
 	if err != nil {
 		return err
 	}
+	if lf, ok := st.(LocalFiler); ok && req.GetLocalOk() {
+		if done, err := sendLocalPath(stream, lf, req.GetKey()); done || err != nil {
+			return err
+		}
+	}
 	rc, err := st.Get(stream.Context(), req.GetKey(), req.GetOffset(), req.GetLength())
 	if err != nil {
 		return toStatus(fmt.Errorf("get %s: %w", req.GetKey(), err))
@@ -166,6 +174,30 @@ func (s *grpcServer) Get(req *storagev1.GetRequest, stream storagev1.Storage_Get
 			return toStatus(fmt.Errorf("read %s: %w", req.GetKey(), err))
 		}
 	}
+}
+
+// sendLocalPath answers a Get with the path of the file that holds the
+// object, when the store can name one: a single message, no data. It
+// reports done=false, and no error, when the object should be streamed
+// instead: LocalPath failed with anything but NotFound, or its answer is
+// not an absolute path of a regular file.
+func sendLocalPath(stream storagev1.Storage_GetServer, lf LocalFiler, key string) (done bool, err error) {
+	ctx := stream.Context()
+	path, err := lf.LocalPath(ctx, key)
+	if err != nil {
+		if CodeOf(err) == NotFound || ctx.Err() != nil {
+			return true, toStatus(fmt.Errorf("get %s: %w", key, err))
+		}
+		slog.Debug("streaming an object the store could not name a local file for", "key", key, "err", err)
+		return false, nil
+	}
+	// The size lets the host check that it opened the same file.
+	fi, err := os.Stat(path)
+	if err != nil || !filepath.IsAbs(path) || !fi.Mode().IsRegular() {
+		slog.Debug("streaming an object whose local path is unusable", "key", key, "path", path, "err", err)
+		return false, nil
+	}
+	return true, stream.Send(&storagev1.GetResponse{Info: &storagev1.ObjectInfo{Key: key, Size: fi.Size()}, LocalPath: path})
 }
 
 func (s *grpcServer) Stat(ctx context.Context, req *storagev1.StatRequest) (*storagev1.StatResponse, error) {

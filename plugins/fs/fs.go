@@ -72,6 +72,8 @@ func New(dir string) (*Store, error) {
 	return &Store{root: root}, nil
 }
 
+var _ sdk.LocalFiler = (*Store)(nil)
+
 // Capabilities: link(2) gives an atomic if-absent; if-match is atomic
 // under the store's lock.
 func (s *Store) Capabilities() sdk.Capabilities {
@@ -205,6 +207,27 @@ func (s *Store) Get(ctx context.Context, key string, offset, length int64) (io.R
 		io.Reader
 		io.Closer
 	}{io.LimitReader(f, length), f}, nil
+}
+
+// LocalPath names the file that holds key's object, so that a host on
+// this machine reads it directly rather than through the plugin's stream
+// (sdk.LocalFiler). Every put renames or links a whole new file into
+// place, so a reader holding the old file open keeps a consistent version.
+// Keys in the reserved directory (puts in progress, the lock) are refused
+// by the same key-to-path mapping Get uses.
+func (s *Store) LocalPath(_ context.Context, key string) (string, error) {
+	p, err := s.path(key)
+	if err != nil {
+		return "", err
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		return "", notFound(key, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", sdk.Errorf(sdk.NotFound, "%s is not an object", key)
+	}
+	return p, nil
 }
 
 func (s *Store) Stat(_ context.Context, key string) (sdk.ObjectInfo, error) {
