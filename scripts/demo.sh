@@ -14,7 +14,7 @@ sqlite3 "$db" 'PRAGMA journal_mode=WAL; CREATE TABLE IF NOT EXISTS t(id INTEGER 
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for i in $(seq 1 20); do
-  sqlite3 "$db" "PRAGMA busy_timeout=5000; INSERT INTO t(v) VALUES ('row $i at ' || datetime('now'));"
+  sqlite3 -cmd '.timeout 5000' "$db" "INSERT INTO t(v) VALUES ('row $i at ' || datetime('now'));"
   sleep 0.1
 done
 sleep 1
