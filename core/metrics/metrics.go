@@ -52,6 +52,7 @@ type Registry struct {
 	generations    *prometheus.CounterVec
 	pluginRestarts *prometheus.CounterVec
 	rebases        *prometheus.CounterVec
+	lostReplicas   *prometheus.CounterVec
 	storage        *storageMetrics
 
 	dbs sources[DBState]
@@ -104,8 +105,12 @@ func New() *Registry {
 		Name: "replicator_replica_rebases_total",
 		Help: "Times a lagging replica was marked for a re-base because the local state outgrew max-local-size.",
 	}, []string{"db", "replica"})
+	r.lostReplicas = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "replicator_replica_lost_total",
+		Help: "Times a replica was found not to hold what was uploaded to it (emptied, an object deleted, or a new URL under the same name) and was started again from a snapshot.",
+	}, []string{"db", "replica"})
 	r.storage = newStorageMetrics()
-	r.reg.MustRegister(r.uploadBytes, r.uploadRequests, r.checkpoints, r.generations, r.pluginRestarts, r.rebases,
+	r.reg.MustRegister(r.uploadBytes, r.uploadRequests, r.checkpoints, r.generations, r.pluginRestarts, r.rebases, r.lostReplicas,
 		r.storage.requests, r.storage.bytes,
 		stateCollector{r},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -167,6 +172,14 @@ func (r *Registry) Rebase(db, replica string) {
 		return
 	}
 	r.rebases.WithLabelValues(db, replica).Inc()
+}
+
+// ReplicaLost counts a replica that no longer held what was uploaded to it.
+func (r *Registry) ReplicaLost(db, replica string) {
+	if r == nil {
+		return
+	}
+	r.lostReplicas.WithLabelValues(db, replica).Inc()
 }
 
 // Generation counts a new generation.

@@ -91,6 +91,7 @@ func TestExposition(t *testing.T) {
 	reg.Generation("/d.db", "")
 	reg.PluginRestart("sftp")
 	reg.Rebase("/d.db", "s3")
+	reg.ReplicaLost("/d.db", "s3")
 	sync := time.Unix(1700000000, 500e6)
 	untrack := reg.Track(func() metrics.DBState {
 		return metrics.DBState{DB: `/x"y.db`, TxID: 42, LocalStateBytes: 4096, LocalStateLimit: 1 << 20,
@@ -105,6 +106,7 @@ func TestExposition(t *testing.T) {
 		`replicator_checkpoints_total{db="/d.db",mode="passive",result="ok"}`:                                   1,
 		`replicator_checkpoints_total{db="/d.db",mode="passive",result="skipped"}`:                              1,
 		`replicator_replica_rebases_total{db="/d.db",replica="s3"}`:                                             1,
+		`replicator_replica_lost_total{db="/d.db",replica="s3"}`:                                                1,
 		`replicator_generations_total{db="/d.db",reason="unknown"}`:                                             1,
 		`replicator_plugin_restarts_total{plugin="sftp"}`:                                                       1,
 		`replicator_databases`:                                                       1,
@@ -124,13 +126,14 @@ func TestExposition(t *testing.T) {
 		}
 	}
 	untrack()
-	if got := scrape(t, reg); got[norm(`replicator_databases`)] != 0 || len(got) != 10 {
+	if got := scrape(t, reg); got[norm(`replicator_databases`)] != 0 || len(got) != 11 {
 		t.Errorf("after untrack: %v", got)
 	}
 	var nilReg *metrics.Registry // a nil registry records nothing and does not panic
 	nilReg.Upload("a", "b", "segment", 1, nil)
 	nilReg.Checkpoint("a", metrics.ModePassive, metrics.ResultOK)
 	nilReg.Rebase("a", "b")
+	nilReg.ReplicaLost("a", "b")
 	nilReg.Generation("a", "x")
 	nilReg.Track(nil)()
 	nilReg.Handler().ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/metrics", nil))

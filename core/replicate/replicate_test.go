@@ -16,6 +16,7 @@ import (
 
 	_ "modernc.org/sqlite"
 
+	"github.com/sqlitereplicator/replicator/core/metrics"
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/restore"
@@ -143,8 +144,8 @@ func TestReplicaAddedLater(t *testing.T) {
 	app := openApp(t, path, 4096)
 	a := replica.New("a", memstore.New(), slog.Default())
 	b := replica.New("b", memstore.New(), slog.Default())
-	runWrites(t, app, path, a)
-	runWrites(t, app, path, a, b)
+	runWrites(t, app, path, nil, a)
+	runWrites(t, app, path, nil, a, b)
 	for _, r := range []*replica.Replica{a, b} {
 		wantRestoresSource(t, r, path)
 	}
@@ -183,10 +184,14 @@ func TestReplicaLostWhileStopped(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "app.db")
 			app := openApp(t, path, 4096)
 			st := memstore.New()
-			runWrites(t, app, path, replica.New("a", st, slog.Default()))
+			runWrites(t, app, path, nil, replica.New("a", st, slog.Default()))
 			r := replica.New("a", tc.lose(t, st), slog.Default())
-			runWrites(t, app, path, r)
+			reg := metrics.New()
+			runWrites(t, app, path, reg, r)
 			wantRestoresSource(t, r, path)
+			if n := scrapeValues(t, reg)["replicator_replica_lost_total/a"]; n != 1 {
+				t.Errorf("replicator_replica_lost_total = %v, want 1", n)
+			}
 		})
 	}
 }
@@ -223,12 +228,12 @@ func filterKeys(keys []string, part string) []string {
 	return out
 }
 
-// runWrites runs a daemon for the database at path and reps while 20 rows
-// are inserted, until the replicas hold them.
-func runWrites(t *testing.T, app *sql.DB, path string, reps ...*replica.Replica) {
+// runWrites runs a daemon for the database at path and reps (counting in
+// reg, unless nil) while 20 rows are inserted, until the replicas hold them.
+func runWrites(t *testing.T, app *sql.DB, path string, reg *metrics.Registry, reps ...*replica.Replica) {
 	t.Helper()
 	ctx := context.Background()
-	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: reps, SyncInterval: 5 * time.Millisecond})
+	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: reps, SyncInterval: 5 * time.Millisecond, Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -220,6 +220,7 @@ func (u *uploader) checkReplica(ctx context.Context) error {
 		u.log.Warn("the replica no longer holds what was uploaded to it (emptied, or its URL changed while the name stayed); starting it again from a snapshot",
 			"generation", pos.Generation, "saved_txid", pos.TxID, "restorable_txid", reach, "objects", len(objs))
 		u.update(func(position) position { return position{} })
+		u.metrics.ReplicaLost(u.db, u.r.Name)
 	}
 	return nil
 }
