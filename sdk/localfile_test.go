@@ -383,19 +383,7 @@ func TestGetWithoutLocalFiler(t *testing.T) {
 	content := testContent(2*chunkSize + 9)
 	tp := &tap{}
 	st := openTest(t, &streamStore{objects: map[string][]byte{"obj": content}}, tp)
-	ctx := context.Background()
-	for _, r := range [][2]int64{{0, -1}, {chunkSize, 100}, {int64(len(content)) + 1, -1}} {
-		got, err := readAll(ctx, st, "obj", r[0], r[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := cut(content, r[0], r[1]); !bytes.Equal(got, want) {
-			t.Errorf("Get(%d, %d) returned %d bytes, want %d", r[0], r[1], len(got), len(want))
-		}
-	}
-	if _, err := st.Get(ctx, "missing", 0, -1); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get(missing) = %v, want not found", err)
-	}
+	wantRanges(t, st, content, [][2]int64{{0, -1}, {chunkSize, 100}, {int64(len(content)) + 1, -1}})
 	reqs, paths, msgs, n := tp.snapshot()
 	if len(paths) != 0 || msgs == 0 || n != len(content)+100 {
 		t.Errorf("sent %d paths, %d data messages of %d bytes; want no path, %d bytes streamed", len(paths), msgs, n, len(content)+100)
@@ -448,18 +436,7 @@ func TestGetFromOldPlugin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, r := range [][2]int64{{0, -1}, {1500, 2000}, {4990, 100}, {6000, -1}} {
-		got, err := readAll(ctx, st, "obj", r[0], r[1])
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := cut(content, r[0], r[1]); !bytes.Equal(got, want) {
-			t.Errorf("Get(%d, %d) returned %d bytes, want %d", r[0], r[1], len(got), len(want))
-		}
-	}
-	if _, err := st.Get(ctx, "missing", 0, -1); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get(missing) = %v, want not found", err)
-	}
+	wantRanges(t, st, content, [][2]int64{{0, -1}, {1500, 2000}, {4990, 100}, {6000, -1}})
 	if reqs, _, _, _ := tp.snapshot(); len(reqs) != 5 {
 		t.Errorf("%d Get requests, want 5 (one each, no retry)", len(reqs))
 	}
@@ -496,5 +473,24 @@ func TestGetLocalLeavesNoStreams(t *testing.T) {
 	}
 	if n := runtime.NumGoroutine(); n > before+5 {
 		t.Fatalf("%d goroutines after 100 Gets, %d before: Get streams are left open", n, before)
+	}
+}
+
+// wantRanges reads each (offset, length) range of the object "obj" from st
+// and compares it with content, then requires a missing key to be NotFound.
+func wantRanges(t *testing.T, st Storage, content []byte, ranges [][2]int64) {
+	t.Helper()
+	ctx := context.Background()
+	for _, r := range ranges {
+		got, err := readAll(ctx, st, "obj", r[0], r[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := cut(content, r[0], r[1]); !bytes.Equal(got, want) {
+			t.Errorf("Get(%d, %d) returned %d bytes, want %d", r[0], r[1], len(got), len(want))
+		}
+	}
+	if _, err := st.Get(ctx, "missing", 0, -1); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(missing) = %v, want not found", err)
 	}
 }
