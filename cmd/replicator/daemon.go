@@ -98,7 +98,11 @@ func (d *daemon) apply(ctx context.Context, cfg *config.Config, strict bool) err
 	d.dirs = cfg.Dirs
 	d.mu.Unlock()
 	fromDir := map[string]bool{}
-	for _, dc := range d.scanDirs(want) {
+	var follows []string
+	for _, fc := range cfg.Follows {
+		follows = append(follows, fc.Path)
+	}
+	for _, dc := range d.scanDirs(want, follows) {
 		want[dc.Path] = dc
 		fromDir[dc.Path] = true
 	}

@@ -21,16 +21,31 @@ const dirScanInterval = 5 * time.Second
 var sqliteMagic = []byte("SQLite format 3\x00")
 
 // scanDirs returns the databases of the dir entries that exist now,
-// except those explicitly listed (which keep their own settings).
-func (d *daemon) scanDirs(explicit map[string]config.DBConfig) []config.DBConfig {
+// except those explicitly listed (which keep their own settings) and the
+// databases of followers (which this daemon writes, with follows naming
+// those of a configuration not applied yet).
+func (d *daemon) scanDirs(explicit map[string]config.DBConfig, follows []string) []config.DBConfig {
+	open, followed := newOpenFiles(), newOpenFiles()
 	d.mu.Lock()
 	dirs := d.dirs
+	for path := range d.dbs {
+		open.add(path)
+	}
+	for path := range d.fols {
+		followed.add(path)
+	}
 	d.mu.Unlock()
+	for path := range explicit {
+		open.add(path)
+	}
+	for _, path := range follows {
+		followed.add(path)
+	}
 	var out []config.DBConfig
 	seen := map[string]bool{}
 	for _, dir := range dirs {
-		for _, path := range findDatabases(dir, d.e) {
-			if _, ok := explicit[path]; ok || seen[path] {
+		for _, path := range findDatabases(dir, d.e, open, followed) {
+			if _, ok := explicit[path]; ok || seen[path] || followed.has(path) {
 				continue
 			}
 			if dc, ok := dir.Match(path); ok {
@@ -42,10 +57,49 @@ func (d *daemon) scanDirs(explicit map[string]config.DBConfig) []config.DBConfig
 	return out
 }
 
+// openFiles are databases this process has open, or is about to open,
+// through SQLite. The scan must not open them itself: closing any
+// descriptor of a file drops every POSIX lock the process holds on it,
+// SQLite's among them, and without its shared lock on the database an
+// application closing its last connection takes the database for
+// unused, checkpoints the whole WAL under the daemon's read snapshot and
+// deletes the WAL. Files are told apart by path, and by identity for a
+// path that names a file another way (a link, a relative path).
+type openFiles struct {
+	paths map[string]bool
+	infos []os.FileInfo
+}
+
+func newOpenFiles() *openFiles { return &openFiles{paths: map[string]bool{}} }
+
+func (o *openFiles) add(path string) {
+	o.paths[path] = true
+	if fi, err := os.Stat(path); err == nil {
+		o.infos = append(o.infos, fi)
+	}
+}
+
+func (o *openFiles) has(path string) bool {
+	if o.paths[path] {
+		return true
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	for _, k := range o.infos {
+		if os.SameFile(fi, k) {
+			return true
+		}
+	}
+	return false
+}
+
 // findDatabases lists the files under dir's directory that match its
 // pattern and are SQLite databases; others (a database still being
 // created, a file of another kind) are passed over until a later scan.
-func findDatabases(dir config.DirConfig, e *env) []string {
+// Files open or followed are taken for databases without a look inside.
+func findDatabases(dir config.DirConfig, e *env, open, followed *openFiles) []string {
 	var out []string
 	err := filepath.WalkDir(dir.Dir, func(path string, de fs.DirEntry, err error) error {
 		if err != nil {
@@ -66,7 +120,7 @@ func findDatabases(dir config.DirConfig, e *env) []string {
 		if ok, _ := filepath.Match(dir.Pattern, de.Name()); !ok || isSidecar(de.Name()) {
 			return nil
 		}
-		if isSQLite(path) {
+		if open.has(path) || followed.has(path) || isSQLite(path) {
 			out = append(out, path)
 		}
 		return nil
@@ -131,7 +185,7 @@ func (d *daemon) rescan(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	found := map[string]bool{}
-	for _, dc := range d.scanDirs(explicit) {
+	for _, dc := range d.scanDirs(explicit, nil) {
 		found[dc.Path] = true
 		if d.db(dc.Path) != nil {
 			continue
