@@ -19,8 +19,9 @@ import (
 // each is applied, in order, as soon as it is there and removed at once
 // (so the kernel need not write it to disk). An object's pages come
 // sorted, and go out as a few large writes rather than a system call per
-// page. The read-back checksum, the fsync and the integrity check do not
-// depend on one another and run at once. Memory stays bounded whatever
+// page, each while the pages after it are read and verified. The
+// read-back checksum, the fsync and the integrity check do not depend on
+// one another and run at once. Memory stays bounded whatever
 // the database's size: a few buffers of about a megabyte each.
 
 // runBytes bounds one write of consecutive pages.
@@ -105,7 +106,7 @@ func apply(ctx context.Context, r *replica.Replica, dbPath string, plan Plan, dl
 		return Result{}, err
 	}
 	defer db.Close()
-	w := &pageWriter{f: db, buf: make([]byte, 0, runBytes)}
+	w := newPageWriter(db)
 	var last segment.Header
 	for i, o := range plan.Objects {
 		var h segment.Header
@@ -171,30 +172,47 @@ func applyFile(w *pageWriter, path string, ropts segment.ReaderOptions) (segment
 
 // pageWriter gathers runs of consecutive pages into one write. An
 // object's pages come sorted, so a snapshot becomes a few hundred large
-// sequential writes instead of one system call per page.
+// sequential writes instead of one system call per page. A write runs
+// while the next run is read and verified: two buffers take turns.
 type pageWriter struct {
 	f        *os.File
 	pageSize int64
 	buf      []byte // pages first, first+1, ...
+	spare    []byte // the other buffer, being written while pending
 	first    uint32
 	n        uint32
+	pending  chan error // the write in flight, if any
+}
+
+func newPageWriter(f *os.File) *pageWriter {
+	return &pageWriter{f: f, buf: make([]byte, 0, runBytes), spare: make([]byte, 0, runBytes)}
 }
 
 // writeAll writes every page of r, to its end (where r verifies the whole
 // object). Called again for the same object, after a failure, it starts
 // over: what it buffered is dropped and the pages are written again.
+// When it returns, no write is in flight.
 func (w *pageWriter) writeAll(r *segment.Reader) error {
+	if err := w.wait(); err != nil {
+		return err
+	}
 	w.buf, w.n = w.buf[:0], 0
 	w.pageSize = int64(r.Header().PageSize)
 	for {
 		pgno, page, err := r.Next()
 		if err == io.EOF {
-			return w.flush()
+			if err := w.flush(); err != nil {
+				return err
+			}
+			return w.wait()
+		}
+		if err == nil {
+			err = w.add(pgno, page)
 		}
 		if err != nil {
-			return err
-		}
-		if err := w.add(pgno, page); err != nil {
+			if werr := w.wait(); werr != nil {
+				return werr
+			}
 			return err
 		}
 	}
@@ -214,15 +232,35 @@ func (w *pageWriter) add(pgno uint32, page []byte) error {
 	return nil
 }
 
+// flush starts writing the gathered run, once the write before it is done.
 func (w *pageWriter) flush() error {
 	if w.n == 0 {
 		return nil
 	}
-	_, err := w.f.WriteAt(w.buf, int64(w.first-1)*w.pageSize)
-	if err != nil {
-		err = fmt.Errorf("write pages %d-%d: %w", w.first, w.first+w.n-1, err)
+	if err := w.wait(); err != nil {
+		return err
 	}
-	w.buf, w.n = w.buf[:0], 0
+	b, off, first, last := w.buf, int64(w.first-1)*w.pageSize, w.first, w.first+w.n-1
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.f.WriteAt(b, off)
+		if err != nil {
+			err = fmt.Errorf("write pages %d-%d: %w", first, last, err)
+		}
+		done <- err
+	}()
+	w.pending = done
+	w.buf, w.spare, w.n = w.spare[:0], b, 0
+	return nil
+}
+
+// wait waits for the write in flight, if any, and returns its outcome.
+func (w *pageWriter) wait() error {
+	if w.pending == nil {
+		return nil
+	}
+	err := <-w.pending
+	w.pending = nil
 	return err
 }
 

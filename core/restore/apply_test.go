@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sqlitereplicator/replicator/core/segment"
@@ -43,7 +44,8 @@ func TestPageWriterAndChecksum(t *testing.T) {
 			}
 			defer f.Close()
 			want := make([]byte, int(c.pages)*ps)
-			w := &pageWriter{f: f, pageSize: ps, buf: make([]byte, 0, runBytes)}
+			w := newPageWriter(f)
+			w.pageSize = ps
 			for _, obj := range c.writes {
 				w.buf, w.n = w.buf[:0], 0
 				for _, run := range obj {
@@ -56,6 +58,9 @@ func TestPageWriterAndChecksum(t *testing.T) {
 					}
 				}
 				if err := w.flush(); err != nil {
+					t.Fatal(err)
+				}
+				if err := w.wait(); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -74,5 +79,41 @@ func TestPageWriterAndChecksum(t *testing.T) {
 				t.Errorf("fileChecksum = %s, %v; want %s", got, err, sum)
 			}
 		})
+	}
+}
+
+// TestPageWriterError: a write that fails while the next run is being
+// gathered is reported, by the next flush or by the wait at the end of the
+// object, and never lost.
+func TestPageWriterError(t *testing.T) {
+	const ps = 512
+	path := filepath.Join(t.TempDir(), "db")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path) // read-only: every write fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, pages := range []uint32{1, 3 * runBytes / ps} {
+		w := newPageWriter(f)
+		w.pageSize = ps
+		var err error
+		for p := uint32(1); p <= pages && err == nil; p++ {
+			err = w.add(p, make([]byte, ps))
+		}
+		if err == nil {
+			err = w.flush()
+		}
+		if werr := w.wait(); err == nil {
+			err = werr
+		}
+		if err == nil || !strings.Contains(err.Error(), "write pages 1-") {
+			t.Errorf("%d pages into a read-only file: error %v, want the failed write of pages 1-...", pages, err)
+		}
+		if w.pending != nil {
+			t.Errorf("%d pages: a write is still in flight", pages)
+		}
 	}
 }
