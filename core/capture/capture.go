@@ -102,7 +102,7 @@ func Open(ctx context.Context, path string, opts Options) (*Capturer, Event, err
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Capturer{path: abs, walPath: abs + "-wal", opts: opts, log: opts.Logger.With("db", abs)}
+	c := &Capturer{path: abs, opts: opts, log: opts.Logger.With("db", abs)}
 	ev, err := c.open(ctx)
 	if err != nil {
 		c.Close()
@@ -129,6 +129,9 @@ func (c *Capturer) open(ctx context.Context) (Event, error) {
 		return Event{}, fmt.Errorf("open connection: %w", err)
 	}
 	if err := checkWAL(ctx, c.held.conn, c.path); err != nil {
+		return Event{}, err
+	}
+	if c.walPath, err = walPath(ctx, c.held.conn, c.path); err != nil {
 		return Event{}, err
 	}
 	dir, err := localstate.Open(c.opts.StateDir)

@@ -265,6 +265,53 @@ func TestDatabaseReplaced(t *testing.T) {
 	assertSame(t, c2, path)
 }
 
+// TestSymlinkedPath: a database named through a symbolic link, to the
+// file or to a directory on its path. SQLite follows the links and keeps
+// its WAL beside the real file; the capture must read that WAL, not one
+// beside the link, which no one writes.
+func TestSymlinkedPath(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		link func(t *testing.T, dir, real string) string // returns the path through the link
+	}{
+		{"link to the file", func(t *testing.T, dir, real string) string {
+			p := filepath.Join(dir, "current.db")
+			if err := os.Symlink(real, p); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{"link to a directory", func(t *testing.T, dir, real string) string {
+			p := filepath.Join(dir, "data")
+			if err := os.Symlink(filepath.Dir(real), p); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Join(p, filepath.Base(real))
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			real := filepath.Join(dir, "real", "app.db")
+			if err := os.Mkdir(filepath.Dir(real), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			db := app(t, real)
+			exec1(t, db, "INSERT INTO t (v) VALUES (1)")
+			linked := c.link(t, dir, real)
+			cp, _ := open(t, linked)
+			start := cp.Position().TxID
+			for i := range 5 {
+				exec1(t, db, "INSERT INTO t (v) VALUES (?)", i)
+			}
+			step(t, cp)
+			if got := cp.Position().TxID; got != start+5 {
+				t.Fatalf("captured up to txid %d after 5 commits from %d, want %d (WAL read at %s)", got, start, start+5, cp.WALPath())
+			}
+			assertSame(t, cp, real)
+		})
+	}
+}
+
 func TestRefusesNonWAL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	db, err := sql.Open("sqlite", "file:"+path)

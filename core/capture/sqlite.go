@@ -64,6 +64,21 @@ func checkWAL(ctx context.Context, c *sql.Conn, path string) error {
 	return nil
 }
 
+// walPath returns the WAL file SQLite uses for the database at path. It
+// is the database's name as SQLite resolved it, symbolic links followed,
+// plus "-wal": for a path through a link, path+"-wal" names a file no one
+// writes, and a capture reading it would see no transaction at all.
+func walPath(ctx context.Context, c *sql.Conn, path string) (string, error) {
+	var file string
+	if err := c.QueryRowContext(ctx, "SELECT file FROM pragma_database_list WHERE name = 'main'").Scan(&file); err != nil {
+		return "", fmt.Errorf("read the file name of %s: %w", path, err)
+	}
+	if file == "" {
+		return "", fmt.Errorf("%s: SQLite reports no file for the database", path)
+	}
+	return file + "-wal", nil
+}
+
 // reader is a connection that holds a read transaction.
 type reader struct {
 	conn *sql.Conn

@@ -310,7 +310,8 @@ func (d *DB) Run(ctx context.Context) error {
 		}
 	}()
 	changes, closeWatch := d.watch()
-	defer closeWatch()
+	watched := d.cap.WALPath()
+	defer func() { closeWatch() }()
 	defer d.maint.stop()
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snapTick.Stop()
@@ -348,6 +349,13 @@ func (d *DB) Run(ctx context.Context) error {
 				return d.shutdown()
 			}
 			return err
+		}
+		if p := d.cap.WALPath(); p != watched {
+			// The database was replaced by one elsewhere (a symbolic link
+			// moved to another file): watch its WAL instead.
+			closeWatch()
+			changes, closeWatch = d.watch()
+			watched = p
 		}
 		if time.Since(lastClean) > d.cfg.CleanupInterval {
 			d.cleanup()
