@@ -27,6 +27,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/core/sqliteuri"
 )
 
 // benchSynchronous is the application's PRAGMA synchronous, the same in
@@ -399,7 +400,7 @@ func openBenchApp(path string, autoCkpt int) (*benchApp, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "busy_timeout(5000)")
 	q.Add("_pragma", "synchronous("+benchSynchronous+")")
-	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	db, err := sql.Open("sqlite", sqliteuri.For(path, q))
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 
 	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/core/sqliteuri"
 )
 
 // ErrNotWAL means the database is not in WAL mode.
@@ -39,7 +40,7 @@ func openDB(path string, busy time.Duration) (*sql.DB, error) {
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", busy.Milliseconds()))
 	q.Add("_pragma", "wal_autocheckpoint(0)")
 	q.Add("_pragma", fmt.Sprintf("cache_size(-%d)", captureCacheKiB))
-	db, err := sql.Open("sqlite", "file:"+(&url.URL{Path: path}).EscapedPath()+"?"+q.Encode())
+	db, err := sql.Open("sqlite", sqliteuri.For(path, q))
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -27,6 +28,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/restore"
 	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/core/sqliteuri"
 	"github.com/sqlitereplicator/replicator/sdk"
 )
 
@@ -211,7 +213,7 @@ func (f *Follower) start(ctx context.Context) error {
 		case <-time.After(f.cfg.Interval):
 		}
 	}
-	db, err := sql.Open("sqlite", "file:"+f.cfg.Path+"?_pragma=journal_mode(WAL)&_pragma=busy_timeout(5000)")
+	db, err := sql.Open("sqlite", sqliteuri.For(f.cfg.Path, url.Values{"_pragma": {"journal_mode(WAL)", "busy_timeout(5000)"}}))
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/core/sqliteuri"
 	"github.com/sqlitereplicator/replicator/sdk"
 )
 
@@ -110,7 +112,7 @@ func runOnce(ctx context.Context, r *replica.Replica, t Target, out string, opts
 }
 
 func integrityCheck(ctx context.Context, path string) error {
-	db, err := sql.Open("sqlite", "file:"+path)
+	db, err := sql.Open("sqlite", sqliteuri.For(path, url.Values{"mode": {"ro"}}))
 	if err != nil {
 		return err
 	}

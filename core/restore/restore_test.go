@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/restore"
 	"github.com/sqlitereplicator/replicator/core/segment"
+	"github.com/sqlitereplicator/replicator/core/sqliteuri"
 	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/memstore"
 )
@@ -69,7 +71,7 @@ func history(t *testing.T, n int) (*replica.Replica, *memstore.Store, map[int]ui
 
 func rows(t *testing.T, path string) int {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+path+"?mode=ro")
+	db, err := sql.Open("sqlite", sqliteuri.For(path, url.Values{"mode": {"ro"}}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +134,38 @@ func TestRefusesExistingOutput(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(out); string(b) != "precious" {
 		t.Fatal("the existing file was changed")
+	}
+}
+
+// TestOutputNames: an output whose name holds characters that mean
+// something in a SQLite URI ('#' once made the integrity check open, and
+// create, an empty database cut at the '#', and pass) is restored and
+// checked under its own name, and nothing else appears beside it.
+func TestOutputNames(t *testing.T) {
+	r, _, _, _ := history(t, 2)
+	for i, name := range []string{"app#1.db", "x?mode=ro.db", "100%.db", "a b.db"} {
+		// Named by number: the test's directory takes the subtest's name.
+		t.Run(fmt.Sprint(i), func(t *testing.T) {
+			dir := t.TempDir()
+			out := filepath.Join(dir, name)
+			if _, err := restore.Run(context.Background(), r, restore.Target{}, out, restore.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(entries) != 1 {
+				var names []string
+				for _, e := range entries {
+					names = append(names, e.Name())
+				}
+				t.Errorf("files beside the output: %q, want only %q", names, name)
+			}
+			if n := rows(t, out); n != 2 {
+				t.Errorf("restored %d rows, want 2", n)
+			}
+		})
 	}
 }
 
