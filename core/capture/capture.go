@@ -126,10 +126,10 @@ func (c *Capturer) open(ctx context.Context) (Event, error) {
 	c.db = db
 	c.spares = newSpares(db, spareIdle)
 	if c.held.conn, err = db.Conn(ctx); err != nil {
-		return Event{}, fmt.Errorf("open connection: %w", err)
+		return Event{}, fmt.Errorf("open connection: %w%s", err, lockedHint(err, c.opts.BusyTimeout))
 	}
 	if err := checkWAL(ctx, c.held.conn, c.path); err != nil {
-		return Event{}, err
+		return Event{}, fmt.Errorf("%w%s", err, lockedHint(err, c.opts.BusyTimeout))
 	}
 	if c.walPath, err = walPath(ctx, c.held.conn, c.path); err != nil {
 		return Event{}, err

@@ -329,6 +329,20 @@ func TestRefusesNonWAL(t *testing.T) {
 	}
 }
 
+// TestRefusesExclusiveLocking: an application holding the database with
+// locking_mode=EXCLUSIVE leaves no room for the capture's reader; the
+// error says so and names the fix.
+func TestRefusesExclusiveLocking(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db := app(t, path, "busy_timeout(5000)", "locking_mode(EXCLUSIVE)")
+	db.SetMaxOpenConns(1)
+	exec1(t, db, "INSERT INTO t (v) VALUES (1)") // takes the exclusive lock and keeps it
+	_, _, err := capture.Open(context.Background(), path, capture.Options{BusyTimeout: 100 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "locking_mode=EXCLUSIVE") || !strings.Contains(err.Error(), "NORMAL") {
+		t.Fatalf("open while the application holds the database exclusively: %v, want an error naming locking_mode and the fix", err)
+	}
+}
+
 func TestSecondCapturerIsRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	app(t, path)

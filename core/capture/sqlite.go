@@ -65,6 +65,16 @@ func checkWAL(ctx context.Context, c *sql.Conn, path string) error {
 	return nil
 }
 
+// lockedHint explains an open that found the database locked for the
+// whole busy timeout: what usually causes it, and the fix.
+func lockedHint(err error, busy time.Duration) string {
+	if !isBusy(err) {
+		return ""
+	}
+	return fmt.Sprintf(" (still locked after the busy timeout, %s: another connection holds the database exclusively, "+
+		"as an application with PRAGMA locking_mode=EXCLUSIVE does; replication needs the application in the default NORMAL locking mode)", busy)
+}
+
 // walPath returns the WAL file SQLite uses for the database at path. It
 // is the database's name as SQLite resolved it, symbolic links followed,
 // plus "-wal": for a path through a link, path+"-wal" names a file no one
