@@ -177,7 +177,7 @@ func (c *Capturer) pollWriteLock(ctx context.Context, wait time.Duration) (bool,
 			c.writer, c.locked = w, 1
 			restore()
 			return true, nil
-		} else if !isBusy(err) {
+		} else if !IsBusy(err) {
 			rerr := undoBegin(w)
 			if rerr == nil {
 				restore()
@@ -213,9 +213,10 @@ func noTransaction(err error) bool {
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_ERROR
 }
 
-// isBusy reports whether err is SQLite's SQLITE_BUSY (another connection
-// holds the lock).
-func isBusy(err error) bool {
+// IsBusy reports whether err is SQLite's SQLITE_BUSY: another connection
+// held a lock the capture needed for the whole busy timeout. Nothing is
+// lost by it; the capture can try again.
+func IsBusy(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }

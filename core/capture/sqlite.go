@@ -68,7 +68,7 @@ func checkWAL(ctx context.Context, c *sql.Conn, path string) error {
 // lockedHint explains an open that found the database locked for the
 // whole busy timeout: what usually causes it, and the fix.
 func lockedHint(err error, busy time.Duration) string {
-	if !isBusy(err) {
+	if !IsBusy(err) {
 		return ""
 	}
 	return fmt.Sprintf(" (still locked after the busy timeout, %s: another connection holds the database exclusively, "+

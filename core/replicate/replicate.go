@@ -49,6 +49,9 @@ type Config struct {
 	// replica.Replica by Open. Local staged objects stay plaintext. nil
 	// leaves the replicas' own Keys as they are.
 	Keys *crypt.Keyring
+	// BusyTimeout is how long the capture waits for SQLite's write lock
+	// when it must have it (a snapshot, a catch-up); zero means 5s.
+	BusyTimeout time.Duration
 	// ShutdownTimeout bounds the final upload on shutdown; zero means 30s.
 	ShutdownTimeout time.Duration
 	// PollInterval is how often the WAL is checked when no file-change
@@ -177,7 +180,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, errors.New("no replicas configured")
 	}
 	d := &DB{cfg: cfg, log: cfg.Logger.With("db", cfg.Path), snap: make(chan struct{}, 1), syncs: make(chan chan error), opened: time.Now()}
-	c, ev, err := capture.Open(ctx, cfg.Path, capture.Options{StateDir: cfg.StateDir, Compression: cfg.Compression, Logger: cfg.Logger})
+	c, ev, err := capture.Open(ctx, cfg.Path, capture.Options{StateDir: cfg.StateDir, Compression: cfg.Compression, BusyTimeout: cfg.BusyTimeout, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -316,12 +319,15 @@ func (d *DB) Run(ctx context.Context) error {
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snapTick.Stop()
 	var lastClean, lastStep time.Time
+	var locked lockedRetry
 	for {
 		snapshot := false
 		var reply chan error
 		select {
 		case <-ctx.Done():
 			return d.shutdown()
+		case <-locked.c:
+			snapshot = locked.retry()
 		case reply = <-d.syncs:
 		case <-changes:
 			// Under a stream of commits, capture in batches: each step
@@ -348,8 +354,13 @@ func (d *DB) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return d.shutdown()
 			}
+			if capture.IsBusy(err) {
+				locked.failed(d.log, err, snapshot)
+				continue
+			}
 			return err
 		}
+		locked.succeeded(d.log)
 		if p := d.cap.WALPath(); p != watched {
 			// The database was replaced by one elsewhere (a symbolic link
 			// moved to another file): watch its WAL instead.
@@ -424,7 +435,7 @@ func (d *DB) reopen(ctx context.Context) error {
 	if err := d.cap.Close(); err != nil {
 		return err
 	}
-	c, ev, err := capture.Open(ctx, d.cfg.Path, capture.Options{StateDir: d.cfg.StateDir, Compression: d.cfg.Compression, Logger: d.cfg.Logger})
+	c, ev, err := capture.Open(ctx, d.cfg.Path, capture.Options{StateDir: d.cfg.StateDir, Compression: d.cfg.Compression, BusyTimeout: d.cfg.BusyTimeout, Logger: d.cfg.Logger})
 	if err != nil {
 		return err
 	}
