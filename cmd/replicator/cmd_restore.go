@@ -68,6 +68,9 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		fmt.Fprintf(e.stdout, "no replica at %s; nothing to do\n", rc)
 		return nil
 	}
+	if errors.Is(err, restore.ErrNoReplica) {
+		return fmt.Errorf("no replica at %s: nothing was ever replicated there, or the URL names another place (check it; -if-replica-exists makes this a success)", rc)
+	}
 	if err != nil {
 		return keyHint(err)
 	}
