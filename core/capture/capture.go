@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -322,6 +323,48 @@ func fileID(path string) (localstate.FileID, error) {
 // Ids of the earlier form (whole seconds: 20261122T130909Z-1a2b3c4d) sort
 // correctly against these but within their own second.
 func NewGenerationID(now time.Time) string {
+	return newGenerationID(now)
+}
+
+// generationTime is the time a new generation is named for: now, unless
+// the clock reads no later than the start of the generation before it
+// (the clock was set back since, or the machine booted with a wrong
+// clock and was corrected): then a moment after that one. Named for now,
+// the new generation would sort first, and a restore of the latest
+// generation would restore the old one.
+func generationTime(now time.Time, prev string) time.Time {
+	if t, ok := generationStart(prev); ok && !now.After(t) {
+		return t.Add(time.Microsecond)
+	}
+	return now
+}
+
+// generationStart parses the time at the head of a generation id, of
+// either form NewGenerationID has made: the latest time an id made later
+// must be past to sort after it.
+func generationStart(id string) (time.Time, bool) {
+	const whole = "20060102T150405"
+	if len(id) < len(whole)+1 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(whole, id[:len(whole)])
+	if err != nil {
+		return time.Time{}, false
+	}
+	rest := id[len(whole):]
+	if len(rest) >= 10 && rest[9] == 'Z' {
+		ns, err := strconv.Atoi(rest[:9])
+		if err != nil {
+			return time.Time{}, false
+		}
+		return t.Add(time.Duration(ns)), true
+	}
+	// The whole-second form sorts after every nanosecond id of its
+	// second ('Z' after any digit): count it as the second's end.
+	return t.Add(time.Second - time.Microsecond), rest[0] == 'Z'
+}
+
+func newGenerationID(now time.Time) string {
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	u := now.UTC()

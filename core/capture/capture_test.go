@@ -396,6 +396,34 @@ func TestCancellationLeavesNoLock(t *testing.T) {
 	assertSame(t, c, path)
 }
 
+// TestGenerationAfterClockSetBack: a new generation sorts after the one
+// before it even when the clock now reads earlier than that one began.
+func TestGenerationAfterClockSetBack(t *testing.T) {
+	now := time.Date(2026, 11, 22, 13, 9, 9, 500, time.UTC)
+	prev := capture.NewGenerationID(now.Add(time.Hour))
+	for _, c := range []struct {
+		name, prev string
+		want       time.Time // zero: after prev
+	}{
+		{"no generation before", "", now},
+		{"the one before is older", capture.NewGenerationID(now.Add(-time.Hour)), now},
+		{"the clock was set back", prev, time.Time{}},
+		{"the same instant", capture.NewGenerationID(now), time.Time{}},
+		{"an old whole-second id ahead", "20261122T140000Z-1a2b3c4d", time.Time{}},
+		{"an unparsable id", "not-a-generation", now},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := capture.GenerationTime(now, c.prev)
+			if !c.want.IsZero() && !got.Equal(c.want) {
+				t.Fatalf("generation time %s, want now (%s)", got, c.want)
+			}
+			if id := capture.NewGenerationID(got); c.prev != "" && c.want.IsZero() && id <= c.prev {
+				t.Fatalf("new generation %s does not sort after %s", id, c.prev)
+			}
+		})
+	}
+}
+
 // TestGenerationIDsSortByTime: ids made in order sort in that order, even
 // within one second, and fit a segment header.
 func TestGenerationIDsSortByTime(t *testing.T) {

@@ -26,3 +26,6 @@ func ConnsClosed(c *Capturer) int64 { return c.db.Stats().MaxIdleClosed }
 // DropReader ends c's held read transaction, as a read that failed to
 // begin again under the write lock leaves it.
 func DropReader(c *Capturer) error { return c.held.end() }
+
+// GenerationTime is generationTime.
+var GenerationTime = generationTime

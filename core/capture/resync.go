@@ -277,7 +277,7 @@ func (c *Capturer) newGeneration(ctx context.Context, reason string) (Event, err
 		return Event{}, err
 	}
 	now := time.Now()
-	gen := NewGenerationID(now)
+	gen := NewGenerationID(generationTime(now, c.pos.Generation))
 	hashes := &localstate.Hashes{Generation: gen, PageSize: ps, TxID: 1}
 	n, err := rd.readPages(ctx, ps, func(pgno uint32, page []byte) error {
 		hashes.Set(pgno, page)
