@@ -262,6 +262,11 @@ func (d *daemon) startDB(ctx context.Context, dc config.DBConfig, fromDir bool) 
 		for _, c := range r.closers {
 			c()
 		}
+		if fromDir && errors.Is(err, replicate.ErrRemoved) {
+			// Deleting a database is how a dir entry's database goes away.
+			d.e.log.Info("stopping database", "db", dc.Path, "reason", "its file is gone")
+			err = nil
+		}
 		d.ended("replicate "+dc.Path, err, func() {
 			if d.dbs[dc.Path] == r {
 				delete(d.dbs, dc.Path)

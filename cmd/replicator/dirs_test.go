@@ -68,3 +68,46 @@ func TestDirScanKeepsLocks(t *testing.T) {
 		t.Errorf("restored %d rows, want %d", n, app.n)
 	}
 }
+
+// TestDirDatabaseRemoved: a database of a dir entry that is deleted stops
+// quietly. The daemon stays healthy and goes on with the others; an
+// explicitly configured database that is deleted is a failure instead.
+func TestDirDatabaseRemoved(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the daemon")
+	}
+	bin := replicatorBin(t)
+	dir := t.TempDir()
+	addr := loopbackAddr(t)
+	tenants := filepath.Join(dir, "tenants")
+	a := newAppDB(t, filepath.Join(tenants, "a.db"))
+	b := newAppDB(t, filepath.Join(tenants, "b.db"))
+	a.insert(1)
+	b.insert(1)
+	cfg := filepath.Join(dir, "replicator.yml")
+	body := fmt.Sprintf("addr: %s\ndefaults:\n  sync-interval: 50ms\ndbs:\n  - dir: %s\n    replicas: [{name: one, url: %q}]\n",
+		addr, tenants, "file://"+filepath.Join(dir, "replica"))
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemonProc(t, bin, addr, "-config", cfg)
+	d.waitSynced(a.path, b.path)
+
+	if err := a.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(a.path + s); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+	d.waitFor("a.db to stop", 2*dirScanInterval+5*time.Second, func() bool { _, ok := d.databases()[a.path]; return !ok })
+	b.insert(2)
+	d.waitTxID(b.path, 1+2)
+	if code, body := d.get("/healthz"); code != 200 {
+		t.Errorf("/healthz after a dir database was deleted: %d %s", code, body)
+	}
+	if d.cmd.ProcessState != nil {
+		t.Fatal("the daemon exited")
+	}
+}

@@ -428,9 +428,15 @@ func firstNonNil(a, b *localstate.StagedSegment) *localstate.StagedSegment {
 	return b
 }
 
+// ErrRemoved ends Run when the database file is deleted.
+var ErrRemoved = errors.New("the database file was removed")
+
 // reopen starts over after the database file was replaced: a new
 // generation.
 func (d *DB) reopen(ctx context.Context) error {
+	if _, err := os.Stat(d.cfg.Path); errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("%w: %s; what was captured before is in the replicas", ErrRemoved, d.cfg.Path)
+	}
 	d.log.Warn("the database file was replaced; starting a new generation")
 	if err := d.cap.Close(); err != nil {
 		return err
