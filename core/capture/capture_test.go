@@ -312,6 +312,22 @@ func TestSymlinkedPath(t *testing.T) {
 	}
 }
 
+// TestSymlinkSharesLock: a database named through a link and by its own
+// path is one database: a second capturer is refused either way.
+func TestSymlinkSharesLock(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "app.db")
+	app(t, real)
+	link := filepath.Join(dir, "current.db")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	open(t, real)
+	if _, _, err := capture.Open(context.Background(), link, capture.Options{}); !errors.Is(err, localstate.ErrLocked) {
+		t.Fatalf("a second capturer through a link: %v, want ErrLocked", err)
+	}
+}
+
 func TestRefusesNonWAL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "db")
 	db, err := sql.Open("sqlite", "file:"+path)

@@ -20,8 +20,14 @@ type Dir struct {
 	lock *os.File
 }
 
-// DefaultPath returns the state directory used for the database at dbPath.
+// DefaultPath returns the state directory used for the database at dbPath:
+// beside the database file itself, symbolic links followed. A database
+// named through a link and by its own path then has one state directory,
+// and its lock keeps a second daemon off it however it is named.
 func DefaultPath(dbPath string) string {
+	if real, err := filepath.EvalSymlinks(dbPath); err == nil {
+		dbPath = real
+	}
 	return filepath.Join(filepath.Dir(dbPath), "."+filepath.Base(dbPath)+"-replicator")
 }
 

@@ -315,6 +315,11 @@ func (d *DB) Run(ctx context.Context) error {
 	changes, closeWatch := d.watch()
 	watched := d.cap.WALPath()
 	defer func() { closeWatch() }()
+	// Capture once the watch is in place: what was committed between Open
+	// and now sent no notification, and would wait for the next commit or
+	// the watcher's slow poll.
+	watchStarted := make(chan struct{}, 1)
+	watchStarted <- struct{}{}
 	defer d.maint.stop()
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snapTick.Stop()
@@ -328,6 +333,7 @@ func (d *DB) Run(ctx context.Context) error {
 			return d.shutdown()
 		case <-locked.c:
 			snapshot = locked.retry()
+		case <-watchStarted:
 		case reply = <-d.syncs:
 		case <-changes:
 			// Under a stream of commits, capture in batches: each step
@@ -367,6 +373,10 @@ func (d *DB) Run(ctx context.Context) error {
 			closeWatch()
 			changes, closeWatch = d.watch()
 			watched = p
+			select {
+			case watchStarted <- struct{}{}:
+			default:
+			}
 		}
 		if time.Since(lastClean) > d.cfg.CleanupInterval {
 			d.cleanup()
@@ -441,7 +451,9 @@ func (d *DB) reopen(ctx context.Context) error {
 	if err := d.cap.Close(); err != nil {
 		return err
 	}
-	c, ev, err := capture.Open(ctx, d.cfg.Path, capture.Options{StateDir: d.cfg.StateDir, Compression: d.cfg.Compression, BusyTimeout: d.cfg.BusyTimeout, Logger: d.cfg.Logger})
+	// The same state directory, though a moved link would now put the
+	// default one elsewhere: the uploaders keep their paths.
+	c, ev, err := capture.Open(ctx, d.cfg.Path, capture.Options{StateDir: d.stateDir, Compression: d.cfg.Compression, BusyTimeout: d.cfg.BusyTimeout, Logger: d.cfg.Logger})
 	if err != nil {
 		return err
 	}
