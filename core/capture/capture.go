@@ -31,7 +31,14 @@ type Options struct {
 	// HashSaveInterval is how many transactions may pass between saves of
 	// the page hash file; zero means 1000.
 	HashSaveInterval uint64
-	Logger           *slog.Logger
+	// NewestElsewhere, when set, returns the newest generation id the
+	// replicas hold (or ""). It is asked before a new generation is named,
+	// which is then named to sort after it: restore takes the last
+	// generation by name as the newest, and a clock that reads earlier
+	// than that one began (a machine that booted with its clock behind,
+	// another host's clock ahead) would otherwise name the new one first.
+	NewestElsewhere func(ctx context.Context) string
+	Logger          *slog.Logger
 }
 
 // Capturer captures one database.

@@ -263,6 +263,10 @@ func (c *Capturer) catchUp(ctx context.Context, reason string) (Event, error) {
 
 // newGeneration starts a new generation with a snapshot of the database.
 func (c *Capturer) newGeneration(ctx context.Context, reason string) (Event, error) {
+	after := c.pos.Generation
+	if c.opts.NewestElsewhere != nil {
+		after = max(after, c.opts.NewestElsewhere(ctx))
+	}
 	walPos, err := c.syncPoint(ctx)
 	if err != nil {
 		return Event{}, err
@@ -277,7 +281,11 @@ func (c *Capturer) newGeneration(ctx context.Context, reason string) (Event, err
 		return Event{}, err
 	}
 	now := time.Now()
-	gen := NewGenerationID(generationTime(now, c.pos.Generation))
+	gen := NewGenerationID(generationTime(now, after))
+	if !generationTime(now, after).Equal(now) {
+		c.log.Warn("the clock reads earlier than the newest generation began; naming the new generation after it, so that restores take it as the newest",
+			"newest", after, "generation", gen, "clock", now.UTC().Format(time.RFC3339Nano))
+	}
 	hashes := &localstate.Hashes{Generation: gen, PageSize: ps, TxID: 1}
 	n, err := rd.readPages(ctx, ps, func(pgno uint32, page []byte) error {
 		hashes.Set(pgno, page)

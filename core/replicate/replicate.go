@@ -180,7 +180,8 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, errors.New("no replicas configured")
 	}
 	d := &DB{cfg: cfg, log: cfg.Logger.With("db", cfg.Path), snap: make(chan struct{}, 1), syncs: make(chan chan error), opened: time.Now()}
-	c, ev, err := capture.Open(ctx, cfg.Path, capture.Options{StateDir: cfg.StateDir, Compression: cfg.Compression, BusyTimeout: cfg.BusyTimeout, Logger: cfg.Logger})
+	c, ev, err := capture.Open(ctx, cfg.Path, capture.Options{StateDir: cfg.StateDir, Compression: cfg.Compression, BusyTimeout: cfg.BusyTimeout,
+		NewestElsewhere: newestGeneration(cfg.Replicas, d.log), Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -453,7 +454,8 @@ func (d *DB) reopen(ctx context.Context) error {
 	}
 	// The same state directory, though a moved link would now put the
 	// default one elsewhere: the uploaders keep their paths.
-	c, ev, err := capture.Open(ctx, d.cfg.Path, capture.Options{StateDir: d.stateDir, Compression: d.cfg.Compression, BusyTimeout: d.cfg.BusyTimeout, Logger: d.cfg.Logger})
+	c, ev, err := capture.Open(ctx, d.cfg.Path, capture.Options{StateDir: d.stateDir, Compression: d.cfg.Compression, BusyTimeout: d.cfg.BusyTimeout,
+		NewestElsewhere: newestGeneration(d.cfg.Replicas, d.log), Logger: d.cfg.Logger})
 	if err != nil {
 		return err
 	}
