@@ -39,6 +39,10 @@ type Options struct {
 	// another host's clock ahead) would otherwise name the new one first.
 	NewestElsewhere func(ctx context.Context) string
 	Logger          *slog.Logger
+
+	// beforeFirstCapture, when set (by tests), runs at start-up after the
+	// check that the WAL continues and before the first capture.
+	beforeFirstCapture func()
 }
 
 // Capturer captures one database.

@@ -29,3 +29,7 @@ func DropReader(c *Capturer) error { return c.held.end() }
 
 // GenerationTime is generationTime.
 var GenerationTime = generationTime
+
+// SetBeforeFirstCapture installs a hook that runs at start-up after the
+// check that the WAL continues and before the first capture.
+func SetBeforeFirstCapture(o *Options, f func()) { o.beforeFirstCapture = f }

@@ -49,15 +49,85 @@ func (c *Capturer) resume(ctx context.Context) (Event, error) {
 		return c.newGeneration(ctx, fmt.Sprintf("the last captured state cannot be rebuilt (%v)", err))
 	}
 	c.pos, c.hashes = pos, hashes
-	if c.walContinues() {
-		ev, err := c.Step(ctx)
-		if err != nil {
-			return Event{}, err
-		}
-		ev.Reason = "continued"
-		return ev, nil
+	ev, continued, err := c.resumeLocked(ctx)
+	if err != nil || continued {
+		return ev, err
 	}
 	return c.catchUp(ctx, "the WAL no longer continues from the saved position (the database was checkpointed while replication was stopped)")
+}
+
+// resumeLocked checks, under the write lock, that the WAL continues from
+// the saved position, reads what follows it and begins the held reader
+// again; what it read is staged once the lock is released (under it only
+// when too large to hold in memory). It reports whether the WAL
+// continued; when it did not, the caller catches up.
+//
+// Why the lock: everywhere else the held reader began after the last
+// capture, so a reset of the WAL under it can discard only captured
+// frames. The reader begun at start-up began before this first capture.
+// If the application wrote and then checkpointed the whole WAL while the
+// daemon was stopped, that reader holds no read mark and keeps no writer
+// from resetting the WAL; a commit between the check and the read would
+// then discard frames never captured, and the capture would take the new
+// WAL for an ordinary reset. Under the lock nothing commits; a reset
+// before it changed the salts, and the check fails.
+func (c *Capturer) resumeLocked(ctx context.Context) (Event, bool, error) {
+	if err := c.lockWrite(ctx); err != nil {
+		return Event{}, false, fmt.Errorf("%w%s", err, lockedHint(err, c.opts.BusyTimeout))
+	}
+	locked := true
+	unlock := func() {
+		if locked {
+			c.unlockWrite()
+			locked = false
+		}
+	}
+	defer unlock()
+	if !c.walContinues() {
+		return Event{}, false, nil
+	}
+	if c.opts.beforeFirstCapture != nil {
+		c.opts.beforeFirstCapture()
+	}
+	t, f, reason, err := c.readTail(ctx)
+	if f != nil {
+		defer f.Close()
+	}
+	if err != nil {
+		return Event{}, false, err
+	}
+	if reason != "" {
+		unlock() // a catch-up reads the whole database
+		ev, err := c.catchUp(ctx, reason)
+		return ev, true, err
+	}
+	ev := Event{Reason: "continued"}
+	if t != nil {
+		small, err := t.inMemory(maxLockedTail)
+		if err != nil {
+			return Event{}, false, err
+		}
+		if !small {
+			seg, err := c.stageTxns(ctx, t)
+			if err != nil {
+				return Event{}, false, err
+			}
+			ev.Segment, t = &seg, nil
+		}
+	}
+	if err := c.leapfrog(ctx); err != nil {
+		return Event{}, false, err
+	}
+	unlock()
+	if t != nil {
+		seg, err := c.stageTxns(ctx, t)
+		if err != nil {
+			c.broken = fmt.Sprintf("the frames read at start-up could not be staged (%v)", err)
+			return Event{}, false, fmt.Errorf("stage the frames read at start-up: %w", err)
+		}
+		ev.Segment = &seg
+	}
+	return ev, true, nil
 }
 
 // replay rebuilds the page hashes at pos from the hash file and the staged

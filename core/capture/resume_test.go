@@ -1,0 +1,65 @@
+package capture_test
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/sqlitereplicator/replicator/core/capture"
+)
+
+// TestResumeOverCheckpointedWAL: while the capturer was stopped the
+// application committed and then checkpointed the whole WAL, which stays
+// as it is until the next commit starts it over. The reader the capturer
+// begins at start-up holds no read mark on such a WAL and keeps no writer
+// from starting it over; an application commit between the start-up check
+// and the first capture would discard frames never captured (they are in
+// the database file, not in any segment). The first capture must see them
+// all, or catch up; never skip them.
+func TestResumeOverCheckpointedWAL(t *testing.T) {
+	for _, mode := range []string{"PASSIVE", "RESTART", "FULL"} {
+		t.Run(mode, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "db")
+			db := app(t, path, "busy_timeout(5000)", "wal_autocheckpoint(0)")
+			c, _ := open(t, path)
+			exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
+			step(t, c)
+			if err := c.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for range 20 {
+				exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
+			}
+			var busy, log, copied int
+			if err := db.QueryRow("PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &log, &copied); err != nil || busy != 0 || log != copied {
+				t.Fatalf("checkpoint %s: busy %d, %d of %d frames copied, %v", mode, busy, copied, log, err)
+			}
+			// The application commits right at the first capture; it may
+			// have to wait for the capturer's lock, so it runs beside it.
+			committed := make(chan error, 1)
+			var opts capture.Options
+			capture.SetBeforeFirstCapture(&opts, func() {
+				go func() {
+					_, err := db.Exec("INSERT INTO t (v) VALUES (randomblob(3000))")
+					committed <- err
+				}()
+				select {
+				case err := <-committed:
+					committed <- err
+				case <-time.After(200 * time.Millisecond):
+				}
+			})
+			c2, _, err := capture.Open(context.Background(), path, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { c2.Close() })
+			if err := <-committed; err != nil {
+				t.Fatal(err)
+			}
+			step(t, c2)
+			assertSame(t, c2, path)
+		})
+	}
+}
