@@ -572,7 +572,7 @@ func (r *scaleResult) print(w io.Writer) {
 		}
 	}
 	if len(r.Restores) > 0 {
-		fmt.Fprintf(w, "\nrestore from a local directory (snapshot + transactions), MB = 10^6 bytes:\n")
+		fmt.Fprintf(w, "\nrestore from a local directory (snapshot + transactions), MB = 10^6 bytes; median of %d runs, each after a sync:\n", restoreRuns)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "size\ttxns\tobjects\tcp+fsync\trestore\tratio\tpeak RSS\t-no-integrity-check\tratio\tpeak RSS\t")
 		for _, rs := range r.Restores {
