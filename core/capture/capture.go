@@ -324,25 +324,12 @@ func fileID(path string) (localstate.FileID, error) {
 	return localstate.FileID{Dev: uint64(st.Dev), Ino: st.Ino}, nil
 }
 
-// NewGenerationID returns a generation id that sorts by creation time to
-// the nanosecond (20261122T130909123456789Z-1a2b). Restore and retention
-// take the last generation in name order as the newest, so two
-// generations begun within one second (a database replaced twice, a
-// state directory lost and a new one started at once) must not be ordered
-// by their random part: a latest restore would pick the older one. The
-// random part keeps apart ids made by two hosts in the same nanosecond.
-// Ids of the earlier form (whole seconds: 20261122T130909Z-1a2b3c4d) sort
-// correctly against these but within their own second.
-func NewGenerationID(now time.Time) string {
-	return newGenerationID(now)
-}
-
 // generationTime is the time a new generation is named for: now, unless
-// the clock reads no later than the start of the generation before it
-// (the clock was set back since, or the machine booted with a wrong
-// clock and was corrected): then a moment after that one. Named for now,
-// the new generation would sort first, and a restore of the latest
-// generation would restore the old one.
+// the clock reads no later than the start of prev, the newest generation
+// it must follow (the clock was set back since, or reads behind another
+// host's): then a moment after that one. Named for now, the new
+// generation would sort first, and a restore of the latest generation
+// would restore the old one.
 func generationTime(now time.Time, prev string) time.Time {
 	if t, ok := generationStart(prev); ok && !now.After(t) {
 		return t.Add(time.Microsecond)
@@ -375,7 +362,16 @@ func generationStart(id string) (time.Time, bool) {
 	return t.Add(time.Second - time.Microsecond), rest[0] == 'Z'
 }
 
-func newGenerationID(now time.Time) string {
+// NewGenerationID returns a generation id that sorts by creation time to
+// the nanosecond (20261122T130909123456789Z-1a2b). Restore and retention
+// take the last generation in name order as the newest, so two
+// generations begun within one second (a database replaced twice, a
+// state directory lost and a new one started at once) must not be ordered
+// by their random part: a latest restore would pick the older one. The
+// random part keeps apart ids made by two hosts in the same nanosecond.
+// Ids of the earlier form (whole seconds: 20261122T130909Z-1a2b3c4d) sort
+// correctly against these but within their own second.
+func NewGenerationID(now time.Time) string {
 	var b [2]byte
 	_, _ = rand.Read(b[:])
 	u := now.UTC()

@@ -351,8 +351,9 @@ func (c *Capturer) newGeneration(ctx context.Context, reason string) (Event, err
 		return Event{}, err
 	}
 	now := time.Now()
-	gen := NewGenerationID(generationTime(now, after))
-	if !generationTime(now, after).Equal(now) {
+	named := generationTime(now, after)
+	gen := NewGenerationID(named)
+	if !named.Equal(now) {
 		c.log.Warn("the clock reads earlier than the newest generation began; naming the new generation after it, so that restores take it as the newest",
 			"newest", after, "generation", gen, "clock", now.UTC().Format(time.RFC3339Nano))
 	}
