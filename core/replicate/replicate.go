@@ -361,7 +361,7 @@ func (d *DB) Run(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return d.shutdown()
 			}
-			if capture.IsBusy(err) {
+			if capture.IsBusy(err) && !errors.Is(err, errReopen) {
 				locked.failed(d.log, err, snapshot)
 				continue
 			}
@@ -439,6 +439,10 @@ func firstNonNil(a, b *localstate.StagedSegment) *localstate.StagedSegment {
 	return b
 }
 
+// errReopen marks a failure to open a replaced database again, which ends
+// Run whatever its cause.
+var errReopen = errors.New("open the replaced database")
+
 // ErrRemoved ends Run when the database file is deleted.
 var ErrRemoved = errors.New("the database file was removed")
 
@@ -457,7 +461,8 @@ func (d *DB) reopen(ctx context.Context) error {
 	c, ev, err := capture.Open(ctx, d.cfg.Path, capture.Options{StateDir: d.stateDir, Compression: d.cfg.Compression, BusyTimeout: d.cfg.BusyTimeout,
 		NewestElsewhere: newestGeneration(d.cfg.Replicas, d.log), Logger: d.cfg.Logger})
 	if err != nil {
-		return err
+		// The old capturer is closed: not a step to try again.
+		return fmt.Errorf("%w: %w", errReopen, err)
 	}
 	prevGen := d.Captured().Generation
 	d.cap = c
