@@ -43,6 +43,9 @@ type Options struct {
 	// beforeFirstCapture, when set (by tests), runs at start-up after the
 	// check that the WAL continues and before the first capture.
 	beforeFirstCapture func()
+	// resumeTailLimit, when set (by tests), replaces maxLockedTail for the
+	// first capture after start-up.
+	resumeTailLimit int64
 }
 
 // Capturer captures one database.

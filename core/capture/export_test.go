@@ -33,3 +33,7 @@ var GenerationTime = generationTime
 // SetBeforeFirstCapture installs a hook that runs at start-up after the
 // check that the WAL continues and before the first capture.
 func SetBeforeFirstCapture(o *Options, f func()) { o.beforeFirstCapture = f }
+
+// SetResumeTailLimit sets how many bytes of pages the first capture after
+// start-up may read into memory under the write lock.
+func SetResumeTailLimit(o *Options, n int64) { o.resumeTailLimit = n }

@@ -3,6 +3,7 @@ package capture_test
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,4 +63,32 @@ func TestResumeOverCheckpointedWAL(t *testing.T) {
 			assertSame(t, c2, path)
 		})
 	}
+}
+
+// TestResumeLargeBacklog: a backlog too large to read under the write lock
+// at start-up is caught up instead (a short lock, the comparison after
+// it), and nothing is lost.
+func TestResumeLargeBacklog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db := app(t, path, "busy_timeout(5000)", "wal_autocheckpoint(0)")
+	c, _ := open(t, path)
+	exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
+	step(t, c)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
+	}
+	var opts capture.Options
+	capture.SetResumeTailLimit(&opts, 4096) // one page
+	c2, ev, err := capture.Open(context.Background(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c2.Close() })
+	if !strings.Contains(ev.Reason, "too large") {
+		t.Fatalf("start-up event %q, want a catch-up of the large backlog", ev.Reason)
+	}
+	assertSame(t, c2, path)
 }

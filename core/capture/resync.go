@@ -103,16 +103,18 @@ func (c *Capturer) resumeLocked(ctx context.Context) (Event, bool, error) {
 	}
 	ev := Event{Reason: "continued"}
 	if t != nil {
-		small, err := t.inMemory(maxLockedTail)
+		small, err := t.inMemory(c.resumeTailLimit())
 		if err != nil {
 			return Event{}, false, err
 		}
 		if !small {
-			seg, err := c.stageTxns(ctx, t)
-			if err != nil {
-				return Event{}, false, err
-			}
-			ev.Segment, t = &seg, nil
+			// Staging it under the lock would hold the application for as
+			// long as that takes. The comparison of a catch-up runs after
+			// a lock of a few milliseconds; the backlog becomes one
+			// transaction.
+			unlock()
+			ev, err := c.catchUp(ctx, "the WAL written while replication was stopped is too large to read under the write lock")
+			return ev, true, err
 		}
 	}
 	if err := c.leapfrog(ctx); err != nil {
@@ -128,6 +130,15 @@ func (c *Capturer) resumeLocked(ctx context.Context) (Event, bool, error) {
 		ev.Segment = &seg
 	}
 	return ev, true, nil
+}
+
+// resumeTailLimit bounds the pages the first capture after start-up reads
+// into memory under the write lock.
+func (c *Capturer) resumeTailLimit() int64 {
+	if c.opts.resumeTailLimit > 0 {
+		return c.opts.resumeTailLimit
+	}
+	return maxLockedTail
 }
 
 // replay rebuilds the page hashes at pos from the hash file and the staged
