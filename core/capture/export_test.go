@@ -37,3 +37,7 @@ func SetBeforeFirstCapture(o *Options, f func()) { o.beforeFirstCapture = f }
 // SetResumeTailLimit sets how many bytes of pages the first capture after
 // start-up may read into memory under the write lock.
 func SetResumeTailLimit(o *Options, n int64) { o.resumeTailLimit = n }
+
+// SpoilRecordedChecksum makes c's recorded database checksum wrong, as a
+// capture that lost track of the database would leave it.
+func SpoilRecordedChecksum(c *Capturer) { c.pos.Checksum ^= 1 }

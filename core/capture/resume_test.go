@@ -92,3 +92,28 @@ func TestResumeLargeBacklog(t *testing.T) {
 	}
 	assertSame(t, c2, path)
 }
+
+// TestSnapshotFindsCaptureLost: when a snapshot finds the database
+// different from what capture recorded (a capture that went wrong, or a
+// file written outside SQLite), carrying the chain on would only extend a
+// history no restore can trust, and every later snapshot would fail the
+// same way. A new generation starts from what the database holds.
+func TestSnapshotFindsCaptureLost(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "db")
+	db := app(t, path)
+	exec1(t, db, "INSERT INTO t (v) VALUES ('one')")
+	c, _ := open(t, path)
+	exec1(t, db, "INSERT INTO t (v) VALUES ('two')")
+	step(t, c)
+	gen := c.Position().Generation
+	capture.SpoilRecordedChecksum(c)
+
+	ev, err := c.Snapshot(context.Background())
+	if err != nil {
+		t.Fatalf("snapshot after capture lost track: %v, want a new generation", err)
+	}
+	if ev.Snapshot == nil || c.Position().Generation == gen {
+		t.Fatalf("no new generation (event %+v, generation %s)", ev, c.Position().Generation)
+	}
+	assertSame(t, c, path)
+}

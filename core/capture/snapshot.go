@@ -2,12 +2,19 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/segment"
 )
+
+// lostTrack is the reason of a new generation begun because a snapshot
+// found the database different from what capture recorded.
+const lostTrack = "capture lost track of the database"
+
+var errLostTrack = errors.New(lostTrack)
 
 // Snapshot captures what is pending and then writes a snapshot of the
 // database at the captured txid to the state directory. The snapshot is
@@ -52,11 +59,20 @@ func (c *Capturer) Snapshot(ctx context.Context) (Event, error) {
 			return err
 		}
 		if n != pos.DBSize || uint64(sum) != pos.Checksum {
-			return fmt.Errorf("the database at txid %d has %d pages and checksum %s, but capture recorded %d pages and checksum %016x: capture lost track of the database",
-				pos.TxID, n, sum, pos.DBSize, pos.Checksum)
+			return fmt.Errorf("the database at txid %d has %d pages and checksum %s, but capture recorded %d pages and checksum %016x: %w",
+				pos.TxID, n, sum, pos.DBSize, pos.Checksum, errLostTrack)
 		}
 		return sw.Close()
 	})
+	if errors.Is(err, errLostTrack) {
+		// The replica's chain no longer describes the database (the file
+		// was written outside SQLite, or a capture went wrong): carrying
+		// it on would only extend a history no restore can trust, and
+		// every later snapshot would fail the same way. Start again from
+		// what the database holds.
+		c.log.Error("the database differs from what was captured; starting a new generation", "generation", pos.Generation, "txid", pos.TxID, "err", err)
+		return c.newGeneration(ctx, lostTrack)
+	}
 	if err != nil {
 		return ev, fmt.Errorf("snapshot of generation %s at txid %d: %w", pos.Generation, pos.TxID, err)
 	}
