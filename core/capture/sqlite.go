@@ -71,8 +71,9 @@ func lockedHint(err error, busy time.Duration) string {
 	if !IsBusy(err) {
 		return ""
 	}
-	return fmt.Sprintf(" (still locked after the busy timeout, %s: another connection holds the database exclusively, "+
-		"as an application with PRAGMA locking_mode=EXCLUSIVE does; replication needs the application in the default NORMAL locking mode)", busy)
+	return fmt.Sprintf(" (still locked after the busy timeout, %s: either a long write transaction, such as a bulk import or a migration, "+
+		"which ends on its own: start again once it has; or an application with PRAGMA locking_mode=EXCLUSIVE, which holds the database for good: "+
+		"replication needs it in the default NORMAL locking mode)", busy)
 }
 
 // walPath returns the WAL file SQLite uses for the database at path. It
