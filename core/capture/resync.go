@@ -40,13 +40,15 @@ func (c *Capturer) resume(ctx context.Context) (Event, error) {
 	case !ok:
 		return c.newGeneration(ctx, "there is no previous replication state")
 	case pos.PageSize != ps:
-		return c.newGeneration(ctx, fmt.Sprintf("the page size changed from %d to %d", pos.PageSize, ps))
+		c.log.Info("the page size changed", "from", pos.PageSize, "to", ps)
+		return c.newGeneration(ctx, "the page size changed")
 	case pos.DBFile != id:
 		return c.newGeneration(ctx, "the database file was replaced")
 	}
 	hashes, err := c.replay(pos)
 	if err != nil {
-		return c.newGeneration(ctx, fmt.Sprintf("the last captured state cannot be rebuilt (%v)", err))
+		c.log.Warn("the last captured state cannot be rebuilt", "err", err)
+		return c.newGeneration(ctx, "the last captured state cannot be rebuilt")
 	}
 	c.pos, c.hashes = pos, hashes
 	ev, continued, err := c.resumeLocked(ctx)
