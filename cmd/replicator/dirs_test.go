@@ -28,17 +28,9 @@ func TestDirScanKeepsLocks(t *testing.T) {
 	}
 	bin := replicatorBin(t)
 	dir := t.TempDir()
-	addr := loopbackAddr(t)
 	app := newAppDB(t, filepath.Join(dir, "tenants", "a.db"))
 	app.insert(3)
-	rep := "file://" + filepath.Join(dir, "replica")
-	cfg := filepath.Join(dir, "replicator.yml")
-	body := fmt.Sprintf("addr: %s\ndefaults:\n  sync-interval: 50ms\ndbs:\n  - dir: %s\n    replicas: [{name: one, url: %q}]\n",
-		addr, filepath.Join(dir, "tenants"), rep)
-	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemonProc(t, bin, addr, "-config", cfg)
+	d, rep := startDirDaemon(t, bin, dir)
 	d.waitSynced(app.path)
 	if err := app.db.Close(); err != nil {
 		t.Fatal(err)
@@ -78,19 +70,11 @@ func TestDirDatabaseRemoved(t *testing.T) {
 	}
 	bin := replicatorBin(t)
 	dir := t.TempDir()
-	addr := loopbackAddr(t)
-	tenants := filepath.Join(dir, "tenants")
-	a := newAppDB(t, filepath.Join(tenants, "a.db"))
-	b := newAppDB(t, filepath.Join(tenants, "b.db"))
+	a := newAppDB(t, filepath.Join(dir, "tenants", "a.db"))
+	b := newAppDB(t, filepath.Join(dir, "tenants", "b.db"))
 	a.insert(1)
 	b.insert(1)
-	cfg := filepath.Join(dir, "replicator.yml")
-	body := fmt.Sprintf("addr: %s\ndefaults:\n  sync-interval: 50ms\ndbs:\n  - dir: %s\n    replicas: [{name: one, url: %q}]\n",
-		addr, tenants, "file://"+filepath.Join(dir, "replica"))
-	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d := startDaemonProc(t, bin, addr, "-config", cfg)
+	d, _ := startDirDaemon(t, bin, dir)
 	d.waitSynced(a.path, b.path)
 
 	if err := a.db.Close(); err != nil {
@@ -110,4 +94,19 @@ func TestDirDatabaseRemoved(t *testing.T) {
 	if d.cmd.ProcessState != nil {
 		t.Fatal("the daemon exited")
 	}
+}
+
+// startDirDaemon starts a daemon whose one entry is the dir entry
+// dir/tenants, replicated to the returned file URL.
+func startDirDaemon(t *testing.T, bin, dir string) (*daemonProc, string) {
+	t.Helper()
+	addr := loopbackAddr(t)
+	rep := "file://" + filepath.Join(dir, "replica")
+	cfg := filepath.Join(dir, "replicator.yml")
+	body := fmt.Sprintf("addr: %s\ndefaults:\n  sync-interval: 50ms\ndbs:\n  - dir: %s\n    replicas: [{name: one, url: %q}]\n",
+		addr, filepath.Join(dir, "tenants"), rep)
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return startDaemonProc(t, bin, addr, "-config", cfg), rep
 }

@@ -62,16 +62,9 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 		return ev, false, err
 	}
 	if t != nil {
-		var seg localstate.StagedSegment
-		if c.beforeLateStage != nil {
-			err = c.beforeLateStage()
-		}
-		if err == nil {
-			seg, err = c.stageTxns(bounded, t)
-		}
+		seg, err := c.stageLate(bounded, t, "a checkpoint")
 		if err != nil {
-			c.broken = fmt.Sprintf("the frames read at a checkpoint could not be staged (%v)", err)
-			return Event{}, false, fmt.Errorf("stage the frames read at a checkpoint: %w", err)
+			return Event{}, false, err
 		}
 		ev = Event{Segment: &seg}
 	}
@@ -79,6 +72,25 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 		c.copied = c.pos.WAL
 	}
 	return ev, true, nil
+}
+
+// stageLate stages a tail read under the write lock once the lock is
+// released. If that fails, the WAL may since have started over without
+// those frames, so the next step must not trust it: it catches up.
+func (c *Capturer) stageLate(ctx context.Context, t *tail, when string) (localstate.StagedSegment, error) {
+	var err error
+	if c.beforeLateStage != nil {
+		err = c.beforeLateStage()
+	}
+	var seg localstate.StagedSegment
+	if err == nil {
+		seg, err = c.stageTxns(ctx, t)
+	}
+	if err != nil {
+		c.broken = fmt.Sprintf("the frames read at %s could not be staged (%v)", when, err)
+		return seg, fmt.Errorf("stage the frames read at %s: %w", when, err)
+	}
+	return seg, nil
 }
 
 // maxLockedTail bounds the memory a checkpoint's tail may take; a larger

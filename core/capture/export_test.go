@@ -2,8 +2,9 @@ package capture
 
 import "time"
 
-// SetBeforeLateStage installs a hook that runs after a checkpoint released
-// the write lock and before it stages the tail it read.
+// SetBeforeLateStage installs a hook that runs after the write lock was
+// released (at a checkpoint, or at start-up) and before the tail read
+// under it is staged.
 func SetBeforeLateStage(c *Capturer, f func() error) { c.beforeLateStage = f }
 
 // SetSpareIdle sets how long c's spare connections are kept unused.

@@ -2,6 +2,7 @@ package capture_test
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -9,6 +10,25 @@ import (
 
 	"github.com/sqlitereplicator/replicator/core/capture"
 )
+
+// backlogWhileStopped captures one transaction, stops the capturer and
+// commits 20 more, with the application's automatic checkpoints off: the
+// WAL holds a backlog the next start must capture.
+func backlogWhileStopped(t *testing.T) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "db")
+	db := app(t, path, "busy_timeout(5000)", "wal_autocheckpoint(0)")
+	c, _ := open(t, path)
+	exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
+	step(t, c)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
+	}
+	return path, db
+}
 
 // TestResumeOverCheckpointedWAL: while the capturer was stopped the
 // application committed and then checkpointed the whole WAL, which stays
@@ -21,17 +41,7 @@ import (
 func TestResumeOverCheckpointedWAL(t *testing.T) {
 	for _, mode := range []string{"PASSIVE", "RESTART", "FULL"} {
 		t.Run(mode, func(t *testing.T) {
-			path := filepath.Join(t.TempDir(), "db")
-			db := app(t, path, "busy_timeout(5000)", "wal_autocheckpoint(0)")
-			c, _ := open(t, path)
-			exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
-			step(t, c)
-			if err := c.Close(); err != nil {
-				t.Fatal(err)
-			}
-			for range 20 {
-				exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
-			}
+			path, db := backlogWhileStopped(t)
 			var busy, log, copied int
 			if err := db.QueryRow("PRAGMA wal_checkpoint("+mode+")").Scan(&busy, &log, &copied); err != nil || busy != 0 || log != copied {
 				t.Fatalf("checkpoint %s: busy %d, %d of %d frames copied, %v", mode, busy, copied, log, err)
@@ -69,17 +79,7 @@ func TestResumeOverCheckpointedWAL(t *testing.T) {
 // at start-up is caught up instead (a short lock, the comparison after
 // it), and nothing is lost.
 func TestResumeLargeBacklog(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "db")
-	db := app(t, path, "busy_timeout(5000)", "wal_autocheckpoint(0)")
-	c, _ := open(t, path)
-	exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
-	step(t, c)
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	for range 20 {
-		exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(3000))")
-	}
+	path, _ := backlogWhileStopped(t)
 	var opts capture.Options
 	capture.SetResumeTailLimit(&opts, 4096) // one page
 	c2, ev, err := capture.Open(context.Background(), path, opts)

@@ -124,10 +124,9 @@ func (c *Capturer) resumeLocked(ctx context.Context) (Event, bool, error) {
 	}
 	unlock()
 	if t != nil {
-		seg, err := c.stageTxns(ctx, t)
+		seg, err := c.stageLate(ctx, t, "start-up")
 		if err != nil {
-			c.broken = fmt.Sprintf("the frames read at start-up could not be staged (%v)", err)
-			return Event{}, false, fmt.Errorf("stage the frames read at start-up: %w", err)
+			return Event{}, false, err
 		}
 		ev.Segment = &seg
 	}

@@ -40,14 +40,11 @@ func TestNewGenerationSortsLast(t *testing.T) {
 	if gen := d.Captured().Generation; gen <= ahead {
 		t.Fatalf("new generation %s sorts before %s, which the replica held", gen, ahead)
 	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(runCtx) }()
+	stop := startRun(d)
 	if err := d.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	stop()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	wantRestoresSource(t, r, path)

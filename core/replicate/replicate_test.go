@@ -38,6 +38,18 @@ func openApp(t *testing.T, path string, pageSize int) *sql.DB {
 	return db
 }
 
+// startRun runs d until the returned stop is called, which returns what
+// Run returned.
+func startRun(d *replicate.DB) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return func() error {
+		cancel()
+		return <-done
+	}
+}
+
 func sha3(t *testing.T, path string) string {
 	t.Helper()
 	out, err := exec.Command("sqlite3", path, ".sha3sum").CombinedOutput()
