@@ -52,6 +52,7 @@ type Options struct {
 type Capturer struct {
 	path    string
 	walPath string
+	ckpt    *ckptLock // nil when it cannot be held
 	opts    Options
 	log     *slog.Logger
 	dir     *localstate.Dir
@@ -157,6 +158,7 @@ func (c *Capturer) open(ctx context.Context) (Event, error) {
 	if err := c.held.begin(ctx); err != nil {
 		return Event{}, err
 	}
+	c.ckpt = openCkptLock(c.walPath, c.log)
 	return c.resume(ctx)
 }
 
@@ -180,6 +182,7 @@ func (c *Capturer) Close() error {
 	if c.db != nil {
 		c.db.Close()
 	}
+	c.ckpt.close() // only now: see ckptLock
 	if c.dir != nil {
 		c.dir.Close()
 	}

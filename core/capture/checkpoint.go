@@ -29,6 +29,7 @@ import (
 // holds it that long, Checkpoint gives up (ok=false) and the caller tries
 // again later.
 func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event, ok bool, err error) {
+	defer c.releaseIfBusy(&err)
 	// Copy what can be copied without any lock first, so the locked part
 	// has little left to do. It runs on the connection that is to take
 	// the write lock next (a spare: it holds no transaction yet).
@@ -36,7 +37,13 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 	if err != nil {
 		return Event{}, false, err
 	}
+	// The checkpointer lock is let go for our own checkpoint (it would
+	// stop it too) and taken again while we wait for the write lock.
+	held := c.ckpt.release()
 	_, err = checkpoint(ctx, cp)
+	if held {
+		c.ckpt.take()
+	}
 	c.spares.put(cp) // a checkpoint leaves no transaction open
 	if err != nil {
 		return Event{}, false, err
@@ -134,6 +141,10 @@ func (c *Capturer) lockedCheckpoint(ctx context.Context) (_ *tail, _ Event, reas
 	if err := c.held.end(); err != nil {
 		return t, ev, "", false, err
 	}
+	// After this the WAL starts over, short: the application's own
+	// checkpoints no longer fail, so the checkpointer lock is not taken
+	// again until the WAL is long again.
+	c.ckpt.release()
 	complete, cerr := checkpoint(ctx, c.held.conn)
 	// A reader must be held again before the write lock goes, or resets
 	// could go unseen.

@@ -42,3 +42,17 @@ func SetResumeTailLimit(o *Options, n int64) { o.resumeTailLimit = n }
 // SpoilRecordedChecksum makes c's recorded database checksum wrong, as a
 // capture that lost track of the database would leave it.
 func SpoilRecordedChecksum(c *Capturer) { c.pos.Checksum ^= 1 }
+
+// CheckpointLockHeld reports whether c holds SQLite's checkpointer lock.
+func CheckpointLockHeld(c *Capturer) bool { return c.ckpt.isHeld() }
+
+// SetCheckpointLockIdle sets how long a quiet database keeps the
+// checkpointer lock.
+func SetCheckpointLockIdle(c *Capturer, d time.Duration) {
+	c.ckpt.mu.Lock()
+	defer c.ckpt.mu.Unlock()
+	c.ckpt.idle = d
+	if c.ckpt.timer != nil {
+		c.ckpt.timer.Reset(d)
+	}
+}

@@ -23,7 +23,8 @@ var errLostTrack = errors.New(lostTrack)
 // application is blocked only for that moment, not for the read. The
 // snapshot's checksum must equal the one capture computed incrementally,
 // which checks the whole capture chain against the database itself.
-func (c *Capturer) Snapshot(ctx context.Context) (Event, error) {
+func (c *Capturer) Snapshot(ctx context.Context) (_ Event, err error) {
+	defer c.releaseIfBusy(&err)
 	if err := c.lockWrite(ctx); err != nil {
 		return Event{}, err
 	}

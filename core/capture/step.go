@@ -16,7 +16,8 @@ import (
 
 // Step captures the transactions committed since the last capture, if
 // any, as one staged segment, and moves the held snapshot forward.
-func (c *Capturer) Step(ctx context.Context) (Event, error) {
+func (c *Capturer) Step(ctx context.Context) (_ Event, err error) {
+	defer c.releaseIfBusy(&err)
 	if reason := c.broken; reason != "" {
 		c.broken = ""
 		return c.catchUp(ctx, reason)
@@ -45,6 +46,7 @@ func (c *Capturer) Step(ctx context.Context) (Event, error) {
 	if err := c.leapfrog(ctx); err != nil {
 		return Event{}, err
 	}
+	c.ckpt.grew(walFrames(t.end.Offset, c.pos.PageSize))
 	return Event{Segment: &seg}, nil
 }
 

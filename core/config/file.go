@@ -105,7 +105,7 @@ func (p *parser) settings(line int, fs fileSettings, defaults Settings) (Setting
 	if fs.CheckpointPages != "" {
 		n, err := strconv.ParseInt(fs.CheckpointPages, 10, 64)
 		if err != nil || n < 1 {
-			return s, fmt.Errorf("%s: checkpoint-pages %q must be a positive number of WAL pages, like 500", where, fs.CheckpointPages)
+			return s, fmt.Errorf("%s: checkpoint-pages %q must be a positive number of WAL pages, like 2000", where, fs.CheckpointPages)
 		}
 		s.CheckpointPages = n
 	}

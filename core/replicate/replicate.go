@@ -36,8 +36,11 @@ type Config struct {
 	// SnapshotInterval is how often a snapshot is taken; zero means 24h.
 	SnapshotInterval time.Duration
 	// CheckpointPages is the WAL size, in pages, past which the daemon
-	// checkpoints; zero means 500, below SQLite's
-	// default autocheckpoint (1000), which our reader would keep failing.
+	// checkpoints; zero means 2000. Past SQLite's default autocheckpoint
+	// (1000 frames), which our reader keeps from finishing, the capture
+	// holds SQLite's checkpointer lock, so the application's attempts fail
+	// at once (capture.ckptLock); fewer checkpoints then cost a writer
+	// less, since each makes it wait for the write lock at least once.
 	CheckpointPages int64
 	// Compression of what is captured and uploaded. The zero value is
 	// segment.CompressionNone; the daemon's default is
@@ -104,7 +107,7 @@ func (c *Config) defaults() {
 		c.SnapshotInterval = 24 * time.Hour
 	}
 	if c.CheckpointPages == 0 {
-		c.CheckpointPages = 500
+		c.CheckpointPages = 2000
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second

@@ -1,0 +1,25 @@
+package capture
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// shmCkptByte is the byte of the WAL index (-shm) file that SQLite locks
+// as its checkpointer lock: WALINDEX_LOCK_OFFSET (120) + WAL_CKPT_LOCK (1).
+const shmCkptByte = 121
+
+func openShm(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR, 0)
+}
+
+// lockByte takes (or with lock false, releases) an exclusive open file
+// description lock on the checkpointer byte, without waiting.
+func lockByte(f *os.File, lock bool) error {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: shmCkptByte, Len: 1}
+	if !lock {
+		lk.Type = unix.F_UNLCK
+	}
+	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+}
