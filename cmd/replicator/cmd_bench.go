@@ -239,7 +239,10 @@ func (b *bench) throughput(ctx context.Context, half time.Duration) (benchThroug
 		}
 		var err error
 		if daemon {
-			err = b.withDaemon(ctx, name, func(app *benchApp, _ *benchDaemon) error { return run(app) })
+			err = b.withDaemonProcess(ctx, name, func(app *benchApp) (int, error) {
+				err := run(app)
+				return commits, err
+			})
 		} else {
 			err = b.withApp(name, sqliteAutocheckpoint, run)
 		}

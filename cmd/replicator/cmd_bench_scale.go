@@ -426,21 +426,30 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// allReplicated asks the daemon whether each of its n databases has every
-// replica at the captured position.
-func allReplicated(ctx context.Context, base string, n int) (bool, error) {
+// daemonDatabases asks a running daemon for its databases' positions.
+func daemonDatabases(ctx context.Context, base string) ([]dbStatusJSON, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/databases", nil)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	var sts []dbStatusJSON
 	if err := json.NewDecoder(resp.Body).Decode(&sts); err != nil {
-		return false, fmt.Errorf("GET /databases: %w", err)
+		return nil, fmt.Errorf("GET /databases: %w", err)
+	}
+	return sts, nil
+}
+
+// allReplicated asks the daemon whether each of its n databases has every
+// replica at the captured position.
+func allReplicated(ctx context.Context, base string, n int) (bool, error) {
+	sts, err := daemonDatabases(ctx, base)
+	if err != nil {
+		return false, err
 	}
 	if len(sts) != n {
 		return false, fmt.Errorf("the daemon reports %d databases, want %d", len(sts), n)
