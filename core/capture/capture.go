@@ -53,6 +53,7 @@ type Capturer struct {
 	path    string
 	walPath string
 	ckpt    *ckptLock // nil when it cannot be held
+	scanner idleScanner
 	opts    Options
 	log     *slog.Logger
 	dir     *localstate.Dir
@@ -118,7 +119,7 @@ func Open(ctx context.Context, path string, opts Options) (*Capturer, Event, err
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	c := &Capturer{path: abs, opts: opts, log: opts.Logger.With("db", abs)}
+	c := &Capturer{path: abs, opts: opts, log: opts.Logger.With("db", abs), scanner: idleScanner{idle: scanIdle}}
 	ev, err := c.open(ctx)
 	if err != nil {
 		c.Close()
@@ -183,6 +184,7 @@ func (c *Capturer) Close() error {
 		c.db.Close()
 	}
 	c.ckpt.close() // only now: see ckptLock
+	c.scanner.stop()
 	if c.dir != nil {
 		c.dir.Close()
 	}

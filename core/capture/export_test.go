@@ -1,6 +1,8 @@
 package capture
 
-import "time"
+import (
+	"time"
+)
 
 // SetBeforeLateStage installs a hook that runs after the write lock was
 // released (at a checkpoint, or at start-up) and before the tail read
@@ -55,4 +57,18 @@ func SetCheckpointLockIdle(c *Capturer, d time.Duration) {
 	if c.ckpt.timer != nil {
 		c.ckpt.timer.Reset(d)
 	}
+}
+
+// ScanBufferKept reports whether c keeps a WAL scan buffer now.
+func ScanBufferKept(c *Capturer) bool {
+	c.scanner.mu.Lock()
+	defer c.scanner.mu.Unlock()
+	return c.scanner.s.Buffered() > 0
+}
+
+// SetScanIdle sets how long c keeps its scan buffer unused.
+func SetScanIdle(c *Capturer, d time.Duration) {
+	c.scanner.mu.Lock()
+	defer c.scanner.mu.Unlock()
+	c.scanner.idle = d
 }

@@ -95,7 +95,7 @@ func (c *Capturer) readTail(ctx context.Context) (t *tail, f *os.File, reason st
 		return nil, f, fmt.Sprintf("the WAL changed from salt-1 %d to %d between two reads", c.pos.WAL.Salt1, hdr.Salt1), nil
 	}
 	var txns []wal.Txn
-	end, err := wal.Scan(f, hdr, from, func(t wal.Txn) error {
+	end, err := c.scanner.Scan(f, hdr, from, func(t wal.Txn) error {
 		txns = append(txns, t)
 		return nil
 	})
