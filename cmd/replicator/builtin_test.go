@@ -7,61 +7,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sqlitereplicator/replicator/internal/install"
 )
 
-func TestLocatePlugin(t *testing.T) {
-	install := t.TempDir()
-	self := filepath.Join(install, "replicator")
-	onPath := t.TempDir()
-	for _, p := range []string{
-		self,
-		filepath.Join(install, "replicator-s3"),
-		filepath.Join(onPath, "replicator-gcs"),
-		filepath.Join(onPath, "replicator-fs"),
-	} {
-		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
-			t.Fatal(err)
+// TestCompiledIn checks that the plugins compiled into this executable are
+// the ones install.LocatePlugin serves from it.
+func TestCompiledIn(t *testing.T) {
+	for _, name := range install.PluginNames() {
+		if _, ok := compiled()[name]; ok != install.CompiledIn(name) {
+			t.Errorf("%s: compiled in %v, install.CompiledIn %v", name, ok, install.CompiledIn(name))
 		}
-	}
-	// Not executable: never chosen.
-	if err := os.WriteFile(filepath.Join(install, "replicator-sftp"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", onPath)
-	for _, tc := range []struct {
-		name     string
-		wantPath string
-		wantArgs []string
-		missing  bool
-	}{
-		{name: "s3", wantPath: filepath.Join(install, "replicator-s3")},           // beside replicator
-		{name: "fs", wantPath: self, wantArgs: []string{"plugin", "serve", "fs"}}, // compiled in, before PATH
-		{name: "gcs", wantPath: filepath.Join(onPath, "replicator-gcs")},          // on PATH
-		{name: "sftp", missing: true},                                             // beside it, but not executable
-		{name: "azure", missing: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			path, args, err := locatePlugin(self, tc.name)
-			if tc.missing {
-				if !errors.Is(err, errPluginMissing) || !strings.Contains(err.Error(), "replicator-"+tc.name) {
-					t.Fatalf("got %q, %v, %v; want an error naming replicator-%s", path, args, err, tc.name)
-				}
-				return
-			}
-			if err != nil || path != tc.wantPath || !slices.Equal(args, tc.wantArgs) {
-				t.Fatalf("got %q %v %v; want %q %v", path, args, err, tc.wantPath, tc.wantArgs)
-			}
-		})
-	}
-	// A plugin executable beside replicator wins over the compiled-in one.
-	if err := os.WriteFile(filepath.Join(install, "replicator-fs"), []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if path, args, err := locatePlugin(self, "fs"); err != nil || path != filepath.Join(install, "replicator-fs") || args != nil {
-		t.Fatalf("fs: got %q %v %v; want the executable beside replicator", path, args, err)
 	}
 }
 
@@ -77,8 +35,8 @@ func TestInstalledPlugins(t *testing.T) {
 	if err := json.Unmarshal(out, &rows); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != len(firstPartyNames()) {
-		t.Fatalf("got %d plugins, want %d: %s", len(rows), len(firstPartyNames()), out)
+	if len(rows) != len(install.PluginNames()) {
+		t.Fatalf("got %d plugins, want %d: %s", len(rows), len(install.PluginNames()), out)
 	}
 	for _, r := range rows {
 		if want := filepath.Join(filepath.Dir(bin), "replicator-"+r.Name); r.Path != want || r.Error != "" || len(r.Protocols) != 1 {
@@ -92,14 +50,7 @@ func TestInstalledPlugins(t *testing.T) {
 // and an s3 one fails clearly, naming the executable to install.
 func TestMissingPlugin(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "replicator")
-	data, err := os.ReadFile(replicatorBin(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := copyExecutable(t, replicatorBin(t), dir)
 	env := append(os.Environ(), "PATH="+t.TempDir())
 	run := func(args ...string) (string, error) {
 		cmd := exec.Command(bin, args...)

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/sqlitereplicator/replicator/internal/install"
 	"github.com/sqlitereplicator/replicator/sdk/storecount"
 )
 
@@ -191,7 +192,7 @@ func runBenchScale(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	if self, err := os.Executable(); err == nil {
-		if path, args, err := locatePlugin(self, "fs"); err == nil {
+		if path, args, err := install.LocatePlugin(self, "fs"); err == nil {
 			res.Idle.Plugin = strings.Join(append([]string{path}, args...), " ")
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/replicate"
 	"github.com/sqlitereplicator/replicator/core/restore"
 	"github.com/sqlitereplicator/replicator/core/retention"
+	"github.com/sqlitereplicator/replicator/internal/testenv"
 )
 
 const cliMarker = "CLI-PLAINTEXT-MARKER-5f3a"
@@ -202,7 +203,7 @@ func TestEncryptedEachBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for name, rc := range testBackends(t) {
+	for name, rc := range testenv.Backends(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			dir := t.TempDir()

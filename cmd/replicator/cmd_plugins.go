@@ -7,6 +7,7 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"github.com/sqlitereplicator/replicator/internal/install"
 	"github.com/sqlitereplicator/replicator/sdk/host"
 )
 
@@ -37,9 +38,9 @@ func runPlugins(ctx context.Context, e *env, args []string) error {
 	}
 	var rows []pluginStatus
 	failed := 0
-	for _, name := range firstPartyNames() {
+	for _, name := range install.PluginNames() {
 		row := pluginStatus{Name: name, Kind: "first-party", Protocols: []int{}}
-		path, args, err := locatePlugin(self, name)
+		path, args, err := install.LocatePlugin(self, name)
 		if err == nil {
 			row.Path = path
 			if len(args) > 0 {

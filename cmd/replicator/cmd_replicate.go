@@ -76,7 +76,7 @@ func runReplicate(ctx context.Context, e *env, args []string) error {
 		e.log.Debug("SQLite lookaside stays on", "err", err)
 	}
 	if _, err := segment.ParseCompression(*compression); err != nil {
-		return usageError{fmt.Sprintf("-compression %q: use lz4 (the default), zstd or none", *compression)}
+		return usagef("-compression %q: use lz4 (the default), zstd or none", *compression)
 	}
 	flags := config.Settings{SyncInterval: *syncInterval, SnapshotInterval: *snapshotInterval, Retention: *retention, Compression: *compression}
 	d := newDaemon(e, flags, *stateDir, reg)
@@ -189,7 +189,7 @@ func replicateConfig(fs *flag.FlagSet, configPath string, enc config.Encryption)
 		for i, u := range fs.Args()[1:] {
 			rc, err := config.ParseURL(u)
 			if err != nil {
-				return nil, usageError{err.Error()}
+				return nil, usageError{Msg: err.Error()}
 			}
 			if fs.NArg() > 2 {
 				rc.Name = fmt.Sprintf("%s%d", rc.Type, i+1)

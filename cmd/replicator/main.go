@@ -14,25 +14,22 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sqlitereplicator/replicator/internal/cli"
 )
 
-// Exit codes.
+// Exit codes, usage errors and flag sets follow package cli, which
+// replicator-conformance shares.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK      = cli.ExitOK
+	exitFailure = cli.ExitFailure
+	exitUsage   = cli.ExitUsage
 )
-
-// errUsage marks an error as the user's: wrong flags or arguments.
-var errUsage = errors.New("usage")
 
 // usageError is a command-line mistake; it exits with exitUsage.
-type usageError struct{ msg string }
+type usageError = cli.UsageError
 
-func (e usageError) Error() string   { return e.msg }
-func (e usageError) Is(t error) bool { return t == errUsage }
-
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return cli.Usagef(format, args...) }
 
 // command is one subcommand; the CLI reads as the table in commands().
 type command struct {
@@ -90,20 +87,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		err := c.run(ctx, e, args[1:])
-		switch {
-		case err == nil:
-			return exitOK
-		case errors.Is(err, flag.ErrHelp):
-			return exitOK
-		case errors.As(err, new(exitError)):
+		if errors.As(err, new(exitError)) {
 			return exitWith(stderr, c.name, err)
-		case errors.Is(err, errUsage):
-			fmt.Fprintf(stderr, "replicator %s: %v\n", c.name, err)
-			return exitUsage
-		default:
-			fmt.Fprintf(stderr, "replicator %s: %v\n", c.name, err)
-			return exitFailure
 		}
+		return cli.Exit(stderr, "replicator "+c.name, err)
 	}
 	fmt.Fprintf(stderr, "replicator: unknown command %q\n\n", args[0])
 	printUsage(stderr)
@@ -125,25 +112,10 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w, "Run 'replicator COMMAND -h' for a command's flags.")
 }
 
-// newFlags returns a FlagSet whose errors are returned, not printed and
-// exited on, so every command shares the exit-code rules.
+// newFlags returns the FlagSet of command name (cli.NewFlags).
 func newFlags(e *env, name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(e.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(e.stderr, "Usage: replicator %s %s\n", name, usage)
-		fs.PrintDefaults()
-	}
-	return fs
+	return cli.NewFlags(e.stderr, "replicator "+name, usage)
 }
 
 // parseFlags parses args, turning flag errors into usage errors.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
-	}
-	return nil
-}
+func parseFlags(fs *flag.FlagSet, args []string) error { return cli.ParseFlags(fs, args) }

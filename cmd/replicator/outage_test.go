@@ -22,6 +22,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite"
+
+	"github.com/sqlitereplicator/replicator/internal/testenv"
 )
 
 // proxy is one toxiproxy proxy in front of a test server: disabling it
@@ -373,7 +375,7 @@ func TestDaemonPluginKillAndStorageOutage(t *testing.T) {
 		t.Skip("long: kills plugins and waits out their backoff")
 	}
 	var s3Proxy *proxy
-	s3 := testBackends(t)["s3"]
+	s3 := testenv.Backends(t)["s3"]
 	if s3.Name != "" {
 		u, err := url.Parse(s3.Settings["endpoint"])
 		if err != nil {

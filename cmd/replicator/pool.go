@@ -9,6 +9,7 @@ import (
 	"github.com/sqlitereplicator/replicator/core/config"
 	"github.com/sqlitereplicator/replicator/core/crypt"
 	"github.com/sqlitereplicator/replicator/core/replica"
+	"github.com/sqlitereplicator/replicator/internal/install"
 	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/host"
 )
@@ -79,8 +80,8 @@ func (pp *pluginPool) acquire(rc config.ReplicaConfig) (string, *host.Plugin, er
 		}
 	} else {
 		name := config.PluginName(rc.Type)
-		if !isFirstParty(name) {
-			return "", nil, fmt.Errorf("replica %s: unknown backend %q (first-party: %s)", rc.Name, rc.Type, strings.Join(firstPartyNames(), ", "))
+		if !install.IsPlugin(name) {
+			return "", nil, fmt.Errorf("replica %s: unknown backend %q (first-party: %s)", rc.Name, rc.Type, strings.Join(install.PluginNames(), ", "))
 		}
 		key = "builtin:" + name
 		mk = func() (*host.Plugin, error) {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sqlitereplicator/replicator/internal/testenv"
 )
 
 // point is a position of a database: its txid and its row count there.
@@ -31,7 +33,7 @@ func TestDaemonProduction(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the daemon")
 	}
-	s3rc, ok := testBackends(t)["s3"]
+	s3rc, ok := testenv.Backends(t)["s3"]
 	if !ok {
 		t.Skip("no S3 server; run under scripts/test-servers.sh")
 	}

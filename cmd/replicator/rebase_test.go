@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sqlitereplicator/replicator/internal/testenv"
 )
 
 // TestDaemonRebaseAfterLongOutage: S3 stays unreachable while far more
@@ -21,7 +23,7 @@ func TestDaemonRebaseAfterLongOutage(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long: waits out an outage")
 	}
-	s3 := testBackends(t)["s3"]
+	s3 := testenv.Backends(t)["s3"]
 	if s3.Name == "" {
 		t.Skip("no S3 test server (scripts/test-servers.sh)")
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/sqlitereplicator/replicator/conformance"
+	"github.com/sqlitereplicator/replicator/internal/cli"
+	"github.com/sqlitereplicator/replicator/internal/testenv"
 )
 
 // matrixFileEnv names a file that TestConformanceMatrix writes the result
@@ -25,7 +27,7 @@ func TestConformanceMatrix(t *testing.T) {
 		t.Skip("long test: the daemon scenarios against every backend")
 	}
 	bin := replicatorBin(t)
-	backends := testBackends(t)
+	backends := testenv.Backends(t)
 	names := make([]string, 0, len(backends))
 	for name := range backends {
 		names = append(names, name)
@@ -43,7 +45,7 @@ func TestConformanceMatrix(t *testing.T) {
 				}
 				code, rep, stderr := runConformanceJSON(t, args...)
 				reports[i] = rep
-				if code != exitOK || !rep.OK || len(rep.Backends) != 1 {
+				if code != cli.ExitOK || !rep.OK || len(rep.Backends) != 1 {
 					t.Errorf("exit %d, ok %v; want every scenario to pass\n%s", code, rep.OK, stderr)
 					for _, b := range rep.Backends {
 						for _, r := range b.Results {
@@ -127,7 +129,7 @@ func TestConformanceLayers(t *testing.T) {
 	}
 
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"conformance", "-layer", "both", "-type", "file"}, &stdout, &stderr); code != exitUsage || !strings.Contains(stderr.String(), "-layer") {
+	if code := run([]string{"-layer", "both", "-type", "file"}, &stdout, &stderr); code != cli.ExitUsage || !strings.Contains(stderr.String(), "-layer") {
 		t.Errorf("conformance -layer both: exit %d, %q; want a usage error naming -layer", code, stderr.String())
 	}
 }

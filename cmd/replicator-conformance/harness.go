@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sqlitereplicator/replicator/conformance"
+	"github.com/sqlitereplicator/replicator/internal/cli"
 	"github.com/sqlitereplicator/replicator/sdk"
 	"github.com/sqlitereplicator/replicator/sdk/host"
 )
@@ -34,7 +35,7 @@ func parseLayers(v string) ([]string, error) {
 	case layerStorage, layerReplication:
 		return []string{v}, nil
 	}
-	return nil, usagef("-layer %q: want all, storage or replication", v)
+	return nil, cli.Usagef("-layer %q: want all, storage or replication", v)
 }
 
 // configType is the config file's replica type of a first-party plugin.
