@@ -315,12 +315,18 @@ func (d *DB) Run(ctx context.Context) error {
 	upCtx, stopUploads := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, u := range d.ups {
-		wg.Add(1)
-		go func() { defer wg.Done(); u.run(upCtx) }()
-		u.poke()
+		u.start(upCtx, &wg)
 	}
 	defer func() {
+		for _, u := range d.ups {
+			u.stop()
+		}
 		stopUploads()
+		wg.Wait()
+		for _, u := range d.ups {
+			wg.Add(1)
+			go func() { defer wg.Done(); u.releaseLease() }()
+		}
 		wg.Wait()
 		d.untrack()
 		if err := d.cap.Close(); err != nil {
