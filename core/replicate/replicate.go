@@ -373,7 +373,8 @@ func (d *DB) Run(ctx context.Context) error {
 			snapshot = true
 		}
 		lastStep = time.Now()
-		err := d.step(ctx, snapshot)
+		var err error
+		offStack(func() { err = d.step(ctx, snapshot) })
 		if reply != nil {
 			reply <- err
 		}
@@ -400,10 +401,25 @@ func (d *DB) Run(ctx context.Context) error {
 			}
 		}
 		if time.Since(lastClean) > d.cfg.CleanupInterval {
-			d.cleanup()
+			offStack(d.cleanup)
 			lastClean = time.Now()
 		}
 	}
+}
+
+// offStack runs fn on a goroutine of its own and waits for it to return.
+// A capture calls deep into SQLite, whose frames (C compiled to Go) grow
+// the stack of the goroutine that runs it; run by the loop, which lives
+// as long as the database, that stack would stay allocated while the
+// database is idle: about 4 KB per database (stack in use over 200 idle
+// databases, 3.6 MB without, 2.8 MB with).
+func offStack(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
 }
 
 // minStepGap is the shortest time between two captures triggered by WAL
