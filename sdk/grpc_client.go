@@ -62,7 +62,10 @@ func (s *remoteStore) Put(ctx context.Context, key string, r io.Reader, opts Put
 	if err := stream.Send(&storagev1.PutRequest{Msg: &storagev1.PutRequest_Header{Header: hdr}}); err != nil {
 		return ObjectInfo{}, s.sendErr(ctx, stream, err)
 	}
-	buf := make([]byte, chunkSize)
+	// The buffer grows to chunkSize only for an object that fills it: most
+	// objects are small, and a daemon that starts a thousand databases
+	// sends a thousand of them at once.
+	buf := make([]byte, firstChunkSize)
 	for {
 		n, rerr := fill(r, buf)
 		if n > 0 {
@@ -70,6 +73,9 @@ func (s *remoteStore) Put(ctx context.Context, key string, r io.Reader, opts Put
 			if err := stream.Send(chunk); err != nil {
 				return ObjectInfo{}, s.sendErr(ctx, stream, err)
 			}
+		}
+		if n == len(buf) && len(buf) < chunkSize {
+			buf = make([]byte, min(4*len(buf), chunkSize))
 		}
 		if rerr == io.EOF {
 			break

@@ -20,6 +20,10 @@ import (
 // gRPC's 4 MiB message limit, large enough to keep per-message cost small.
 const chunkSize = 256 << 10
 
+// firstChunkSize is the size of the first data message of a Put; the next
+// ones grow to chunkSize.
+const firstChunkSize = 16 << 10
+
 // listBatch is how many entries one List message carries.
 const listBatch = 500
 

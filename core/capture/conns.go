@@ -105,3 +105,34 @@ func (s *spares) close() {
 	s.mu.Unlock()
 	s.release()
 }
+
+// Settle moves the held snapshot onto a connection of its own, opened
+// now, and closes every other: the connection that did the start-up's
+// work (checks, a snapshot or a catch-up read through virtual tables,
+// the leapfrogs) keeps what that work left behind for as long as it
+// lives: SQLite's page cache and schema of the virtual tables, and
+// modernc.org/libc's per-connection stack, which only grows. A new
+// connection that only begins a read costs about a third less, and when
+// the old one is closed before the next database is opened, that
+// database's connections reuse its memory (SQLite's allocator gives it
+// back to the system only a whole 64 KB page at a time). Measured over
+// 200 databases: about 110 KB per database without, 75 KB with.
+//
+// It is a leapfrog (the new read begins before the old one ends), so the
+// held reader still began after the last capture. It does nothing while
+// no reader is held (the next capture must see that, and catch up) or
+// while the write lock is held. On an error the held reader stays as it
+// was, or is the new one: nothing to undo.
+func (c *Capturer) Settle(ctx context.Context) error {
+	if !c.held.open || c.locked > 0 {
+		return nil
+	}
+	// A waiting spare did work too: begin on a new connection.
+	c.spares.release()
+	err := c.leapfrog(ctx)
+	c.spares.release()
+	if err != nil {
+		return fmt.Errorf("move the held read to a new connection: %w", err)
+	}
+	return nil
+}

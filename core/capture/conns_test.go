@@ -122,3 +122,65 @@ func TestNoReaderHeldCatchesUp(t *testing.T) {
 	}
 	assertSame(t, c, path)
 }
+
+// TestSettle: Settle moves the held read to a new connection and closes
+// the old one, and the new read protects the WAL as the old one did: what
+// is committed after it is captured without a catch-up, even when the
+// application checkpoints meanwhile. Without a held reader it does
+// nothing, so the next capture still catches up.
+func TestSettle(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name       string
+		dropReader bool
+		wantClosed int64
+		wantCatch  bool
+	}{
+		{name: "held reader", wantClosed: 2},
+		{name: "no reader held", dropReader: true, wantClosed: 0, wantCatch: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "db")
+			db := app(t, path)
+			c, _ := open(t, path)
+			exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(300))")
+			step(t, c)
+			capture.SetSpareIdle(c, time.Hour)
+			exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(300))")
+			step(t, c) // leaves a spare waiting
+			if n := capture.OpenConns(c); n != 2 {
+				t.Fatalf("%d connections open after a capture, want 2 (held and spare)", n)
+			}
+			if tc.dropReader {
+				if err := capture.DropReader(c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			closed := capture.ConnsClosed(c)
+			if err := c.Settle(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// The spare and the old held connection, or nothing.
+			if n := capture.ConnsClosed(c) - closed; n != tc.wantClosed {
+				t.Fatalf("Settle closed %d connections, want %d", n, tc.wantClosed)
+			}
+			if n := capture.OpenConns(c); n != 2-int(tc.wantClosed)/2 {
+				t.Fatalf("%d connections open after Settle, want %d", n, 2-int(tc.wantClosed)/2)
+			}
+			for range 5 {
+				exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(300))")
+			}
+			// With the read held, the copy stops at its snapshot and the next
+			// writer cannot start the WAL over; without it, it can.
+			exec1(t, db, "PRAGMA wal_checkpoint(PASSIVE)")
+			for range 3 {
+				exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(300))")
+			}
+			ev := step(t, c)
+			if caught := ev.Reason != ""; caught != tc.wantCatch {
+				t.Fatalf("capture after Settle caught up: %v (reason %q), want %v", caught, ev.Reason, tc.wantCatch)
+			}
+			assertSame(t, c, path)
+		})
+	}
+}

@@ -46,13 +46,13 @@ type DBState struct {
 type Registry struct {
 	reg *prometheus.Registry
 
-	uploadBytes    *prometheus.CounterVec
-	uploadRequests *prometheus.CounterVec
-	checkpoints    *prometheus.CounterVec
-	generations    *prometheus.CounterVec
-	pluginRestarts *prometheus.CounterVec
-	rebases        *prometheus.CounterVec
-	lostReplicas   *prometheus.CounterVec
+	uploadBytes    *counterVec
+	uploadRequests *counterVec
+	checkpoints    *counterVec
+	generations    *counterVec
+	pluginRestarts *counterVec
+	rebases        *counterVec
+	lostReplicas   *counterVec
 	storage        *storageMetrics
 
 	dbs sources[DBState]
@@ -81,34 +81,27 @@ var (
 // collectors registered.
 func New() *Registry {
 	r := &Registry{reg: prometheus.NewRegistry()}
-	r.uploadBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "replicator_replica_upload_bytes_total",
-		Help: "Bytes sent to the replica, by operation (snapshot, segment) and result (ok, error).",
-	}, []string{"db", "replica", "operation", "result"})
-	r.uploadRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "replicator_replica_upload_requests_total",
-		Help: "Uploads to the replica (each including its retries), by operation (snapshot, segment) and result (ok, error).",
-	}, []string{"db", "replica", "operation", "result"})
-	r.checkpoints = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "replicator_checkpoints_total",
-		Help: "Checkpoints the daemon ran, by SQLite checkpoint mode and result (ok; skipped: the application held the write lock; error).",
-	}, []string{"db", "mode", "result"})
-	r.generations = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "replicator_generations_total",
-		Help: "New generations started, by reason.",
-	}, []string{"db", "reason"})
-	r.pluginRestarts = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "replicator_plugin_restarts_total",
-		Help: "Restarts of an out-of-process storage plugin.",
-	}, []string{"plugin"})
-	r.rebases = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "replicator_replica_rebases_total",
-		Help: "Times a lagging replica was marked for a re-base because the local state outgrew max-local-size.",
-	}, []string{"db", "replica"})
-	r.lostReplicas = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "replicator_replica_lost_total",
-		Help: "Times a replica was found not to hold what was uploaded to it (emptied, an object deleted, or a new URL under the same name) and was started again from a snapshot.",
-	}, []string{"db", "replica"})
+	r.uploadBytes = newCounterVec("replicator_replica_upload_bytes_total",
+		"Bytes sent to the replica, by operation (snapshot, segment) and result (ok, error).",
+		"db", "replica", "operation", "result")
+	r.uploadRequests = newCounterVec("replicator_replica_upload_requests_total",
+		"Uploads to the replica (each including its retries), by operation (snapshot, segment) and result (ok, error).",
+		"db", "replica", "operation", "result")
+	r.checkpoints = newCounterVec("replicator_checkpoints_total",
+		"Checkpoints the daemon ran, by SQLite checkpoint mode and result (ok; skipped: the application held the write lock; error).",
+		"db", "mode", "result")
+	r.generations = newCounterVec("replicator_generations_total",
+		"New generations started, by reason.",
+		"db", "reason")
+	r.pluginRestarts = newCounterVec("replicator_plugin_restarts_total",
+		"Restarts of an out-of-process storage plugin.",
+		"plugin")
+	r.rebases = newCounterVec("replicator_replica_rebases_total",
+		"Times a lagging replica was marked for a re-base because the local state outgrew max-local-size.",
+		"db", "replica")
+	r.lostReplicas = newCounterVec("replicator_replica_lost_total",
+		"Times a replica was found not to hold what was uploaded to it (emptied, an object deleted, or a new URL under the same name) and was started again from a snapshot.",
+		"db", "replica")
 	r.storage = newStorageMetrics()
 	r.reg.MustRegister(r.uploadBytes, r.uploadRequests, r.checkpoints, r.generations, r.pluginRestarts, r.rebases, r.lostReplicas,
 		r.storage.requests, r.storage.bytes,
@@ -143,9 +136,9 @@ func (r *Registry) Upload(db, replica, operation string, bytes int64, err error)
 		return
 	}
 	res := result(err)
-	r.uploadRequests.WithLabelValues(db, replica, operation, res).Inc()
+	r.uploadRequests.inc(db, replica, operation, res)
 	if bytes > 0 {
-		r.uploadBytes.WithLabelValues(db, replica, operation, res).Add(float64(bytes))
+		r.uploadBytes.add(float64(bytes), db, replica, operation, res)
 	}
 }
 
@@ -163,7 +156,7 @@ func (r *Registry) Checkpoint(db, mode, res string) {
 	if r == nil {
 		return
 	}
-	r.checkpoints.WithLabelValues(db, mode, res).Inc()
+	r.checkpoints.inc(db, mode, res)
 }
 
 // Rebase counts a replica marked for a re-base.
@@ -171,7 +164,7 @@ func (r *Registry) Rebase(db, replica string) {
 	if r == nil {
 		return
 	}
-	r.rebases.WithLabelValues(db, replica).Inc()
+	r.rebases.inc(db, replica)
 }
 
 // ReplicaLost counts a replica that no longer held what was uploaded to it.
@@ -179,7 +172,7 @@ func (r *Registry) ReplicaLost(db, replica string) {
 	if r == nil {
 		return
 	}
-	r.lostReplicas.WithLabelValues(db, replica).Inc()
+	r.lostReplicas.inc(db, replica)
 }
 
 // Generation counts a new generation.
@@ -190,7 +183,7 @@ func (r *Registry) Generation(db, reason string) {
 	if reason == "" {
 		reason = "unknown"
 	}
-	r.generations.WithLabelValues(db, reason).Inc()
+	r.generations.inc(db, reason)
 }
 
 // PluginRestart counts a restart of a storage plugin.
@@ -198,7 +191,7 @@ func (r *Registry) PluginRestart(plugin string) {
 	if r == nil {
 		return
 	}
-	r.pluginRestarts.WithLabelValues(plugin).Inc()
+	r.pluginRestarts.inc(plugin)
 }
 
 func result(err error) string {

@@ -6,8 +6,6 @@ import (
 	"io"
 	"sync/atomic"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/sqlitereplicator/replicator/sdk"
 )
 
@@ -28,20 +26,18 @@ const ResultNotFound = "not_found"
 
 // storageMetrics are the counters behind Registry.Storage.
 type storageMetrics struct {
-	requests *prometheus.CounterVec
-	bytes    *prometheus.CounterVec
+	requests *counterVec
+	bytes    *counterVec
 }
 
 func newStorageMetrics() *storageMetrics {
 	return &storageMetrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "replicator_storage_requests_total",
-			Help: "Requests to a replica's storage, by operation (put, get, stat, list, delete) and result (ok, not_found, error); each retry counts.",
-		}, []string{"db", "replica", "operation", "result"}),
-		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "replicator_storage_bytes_total",
-			Help: "Bytes sent to (put) and received from (get) a replica's storage.",
-		}, []string{"db", "replica", "operation"}),
+		requests: newCounterVec("replicator_storage_requests_total",
+			"Requests to a replica's storage, by operation (put, get, stat, list, delete) and result (ok, not_found, error); each retry counts.",
+			"db", "replica", "operation", "result"),
+		bytes: newCounterVec("replicator_storage_bytes_total",
+			"Bytes sent to (put) and received from (get) a replica's storage.",
+			"db", "replica", "operation"),
 	}
 }
 
@@ -70,14 +66,14 @@ func (s *countedStorage) count(op string, err error) {
 	case err != nil:
 		res = ResultError
 	}
-	s.m.requests.WithLabelValues(s.db, s.replica, op, res).Inc()
+	s.m.requests.inc(s.db, s.replica, op, res)
 }
 
 func (s *countedStorage) Put(ctx context.Context, key string, r io.Reader, opts sdk.PutOptions) (sdk.ObjectInfo, error) {
 	cr := &countingReader{r: r}
 	info, err := s.Storage.Put(ctx, key, cr, opts)
 	s.count(OpPut, err)
-	s.m.bytes.WithLabelValues(s.db, s.replica, OpPut).Add(float64(cr.n.Load()))
+	s.m.bytes.add(float64(cr.n.Load()), s.db, s.replica, OpPut)
 	return info, err
 }
 
@@ -87,7 +83,7 @@ func (s *countedStorage) Get(ctx context.Context, key string, offset, length int
 	if err != nil {
 		return nil, err
 	}
-	return &countingReadCloser{ReadCloser: rc, add: s.m.bytes.WithLabelValues(s.db, s.replica, OpGet).Add}, nil
+	return &countingReadCloser{ReadCloser: rc, add: func(n float64) { s.m.bytes.add(n, s.db, s.replica, OpGet) }}, nil
 }
 
 func (s *countedStorage) Stat(ctx context.Context, key string) (sdk.ObjectInfo, error) {

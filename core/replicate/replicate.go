@@ -190,6 +190,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	}
 	d.cap = c
 	d.stateDir = c.Dir().Path()
+	d.settle(ctx)
 	d.setCaptured()
 	for _, r := range cfg.Replicas {
 		if cfg.Keys != nil {
@@ -208,6 +209,19 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	d.logEvent(ev)
 	d.untrack = cfg.Metrics.Track(d.metricsState)
 	return d, nil
+}
+
+// settle leaves the database holding its read on a connection that did
+// nothing else (capture.Capturer.Settle): after start-up (and before the
+// daemon opens its next database, which then reuses the memory) and after
+// each snapshot or catch-up, which read every page through the held
+// connection and left up to its page cache's limit of them resident.
+// Measured over 100 idle databases of 1 MB each: 580 KB of memory per
+// database without, 90 KB with.
+func (d *DB) settle(ctx context.Context) {
+	if err := d.cap.Settle(ctx); err != nil {
+		d.log.Warn("release the memory of start-up", "err", err)
+	}
 }
 
 // owner names this daemon in replica leases: stable across restarts (so a
@@ -304,12 +318,18 @@ func (d *DB) Run(ctx context.Context) error {
 	upCtx, stopUploads := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, u := range d.ups {
-		wg.Add(1)
-		go func() { defer wg.Done(); u.run(upCtx) }()
-		u.poke()
+		u.start(upCtx, &wg)
 	}
 	defer func() {
+		for _, u := range d.ups {
+			u.stop()
+		}
 		stopUploads()
+		wg.Wait()
+		for _, u := range d.ups {
+			wg.Add(1)
+			go func() { defer wg.Done(); u.releaseLease() }()
+		}
 		wg.Wait()
 		d.untrack()
 		if err := d.cap.Close(); err != nil {
@@ -356,7 +376,8 @@ func (d *DB) Run(ctx context.Context) error {
 			snapshot = true
 		}
 		lastStep = time.Now()
-		err := d.step(ctx, snapshot)
+		var err error
+		offStack(func() { err = d.step(ctx, snapshot) })
 		if reply != nil {
 			reply <- err
 		}
@@ -383,10 +404,25 @@ func (d *DB) Run(ctx context.Context) error {
 			}
 		}
 		if time.Since(lastClean) > d.cfg.CleanupInterval {
-			d.cleanup()
+			offStack(d.cleanup)
 			lastClean = time.Now()
 		}
 	}
+}
+
+// offStack runs fn on a goroutine of its own and waits for it to return.
+// A capture calls deep into SQLite, whose frames (C compiled to Go) grow
+// the stack of the goroutine that runs it; run by the loop, which lives
+// as long as the database, that stack would stay allocated while the
+// database is idle: about 4 KB per database (stack in use over 200 idle
+// databases, 3.6 MB without, 2.8 MB with).
+func offStack(fn func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	<-done
 }
 
 // minStepGap is the shortest time between two captures triggered by WAL
@@ -411,6 +447,7 @@ func (d *DB) step(ctx context.Context, snapshot bool) error {
 		return err
 	}
 	d.logEvent(ev)
+	caughtUp := ev.Reason != ""
 	if d.cap.WALSize() > d.cfg.CheckpointPages*int64(d.cap.Position().PageSize) {
 		cev, ok, err := d.cap.Checkpoint(ctx, 100*time.Millisecond)
 		switch {
@@ -424,6 +461,12 @@ func (d *DB) step(ctx context.Context, snapshot bool) error {
 		}
 		d.logEvent(cev)
 		ev.Segment = firstNonNil(ev.Segment, cev.Segment)
+		caughtUp = caughtUp || cev.Reason != ""
+	}
+	if snapshot || caughtUp {
+		// A snapshot or a catch-up read every page through the held
+		// connection, whose page cache kept up to its limit of them.
+		d.settle(ctx)
 	}
 	d.setCaptured()
 	d.noteGeneration(prevGen, ev, "snapshot")
@@ -469,6 +512,7 @@ func (d *DB) reopen(ctx context.Context) error {
 	}
 	prevGen := d.Captured().Generation
 	d.cap = c
+	d.settle(ctx)
 	d.setCaptured()
 	d.noteGeneration(prevGen, ev, "replaced")
 	d.logEvent(ev)

@@ -29,6 +29,14 @@ type uploader struct {
 	comp     segment.Compression
 	log      *slog.Logger
 	kick     chan struct{}
+	// The upload loop runs on a goroutine only while there is something
+	// to upload: an idle database keeps no goroutine (nor its stack) per
+	// replica. poke starts one when none runs; the loop ends when a round
+	// and the interval after it passed without a poke.
+	runMu   sync.Mutex
+	running bool
+	runCtx  context.Context // nil until start, and after stop
+	runWG   *sync.WaitGroup
 	// needSnapshot asks the capture loop for a snapshot when the replica
 	// cannot continue from what is staged (a gap).
 	needSnapshot func()
@@ -84,10 +92,56 @@ func newUploader(r *replica.Replica, dir *localstate.Dir, interval time.Duration
 	return u, nil
 }
 
+// poke asks for an upload round soon: at once if the loop is idle,
+// else after the interval of the round in progress.
 func (u *uploader) poke() {
 	select {
 	case u.kick <- struct{}{}:
 	default:
+	}
+	u.runMu.Lock()
+	defer u.runMu.Unlock()
+	if u.running || u.runCtx == nil {
+		return
+	}
+	u.running = true
+	ctx, wg := u.runCtx, u.runWG
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		u.run(ctx)
+	}()
+}
+
+// start lets pokes run the upload loop on ctx, counting its goroutines in
+// wg, and pokes once.
+func (u *uploader) start(ctx context.Context, wg *sync.WaitGroup) {
+	u.runMu.Lock()
+	u.runCtx, u.runWG = ctx, wg
+	u.runMu.Unlock()
+	u.poke()
+}
+
+// stop keeps pokes from starting the loop again; wait on start's wg for
+// the one running to end (cancel its ctx first).
+func (u *uploader) stop() {
+	u.runMu.Lock()
+	defer u.runMu.Unlock()
+	u.runCtx = nil
+}
+
+// more reports whether a poke came since the last round; if none did, the
+// loop ends. Under runMu, so that a poke either is seen here or finds no
+// loop running and starts one.
+func (u *uploader) more() bool {
+	u.runMu.Lock()
+	defer u.runMu.Unlock()
+	select {
+	case <-u.kick:
+		return true
+	default:
+		u.running = false
+		return false
 	}
 }
 
@@ -107,19 +161,22 @@ var errNeedSnapshot = errors.New("a snapshot was requested")
 // for the trade-off between renewals and takeover time).
 const leaseTTL = replica.DefaultLeaseTTL
 
+// releaseLease lets another daemon take the replica over at once; after
+// the loop ended for good.
+func (u *uploader) releaseLease() {
+	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := u.lease.Release(rctx); err != nil {
+		u.log.Warn("release lease", "err", err)
+	}
+}
+
+// run is the upload loop: one round per poke, at most one per interval.
+// Only one runs at a time (see poke), so what it alone uses needs no lock.
 func (u *uploader) run(ctx context.Context) {
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if err := u.lease.Release(rctx); err != nil {
-			u.log.Warn("release lease", "err", err)
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
+	for u.more() {
+		if ctx.Err() != nil {
 			return
-		case <-u.kick:
 		}
 		start := time.Now()
 		before := u.uploads
