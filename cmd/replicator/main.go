@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"syscall"
 
 	"github.com/sqlitereplicator/replicator/internal/cli"
@@ -68,14 +67,6 @@ func commands() []command {
 }
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "replicate" {
-		// The daemon serves no memory profile, yet while anything in the
-		// executable can ask for one (runtime/pprof is linked in), the
-		// runtime samples allocations and keeps a hash table of their call
-		// stacks: over a megabyte of a long-running process's memory,
-		// for nothing. Here, before the daemon allocates anything much.
-		runtime.MemProfileRate = 0
-	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
