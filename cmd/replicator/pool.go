@@ -76,7 +76,7 @@ func (pp *pluginPool) acquire(rc config.ReplicaConfig) (string, *host.Plugin, er
 	if rc.Type == "plugin" {
 		key = "plugin:" + rc.Plugin + "@" + rc.SHA256
 		mk = func() (*host.Plugin, error) {
-			return host.New(host.Config{Name: rc.Name, Path: rc.Plugin, SHA256: rc.SHA256, Logger: pp.e.log, OnRestart: pp.e.restartHook(rc.Name), IdleTimeout: pluginIdleTimeout}), nil
+			return host.New(host.Config{Name: rc.Name, Path: rc.Plugin, SHA256: rc.SHA256, Logger: pp.e.log, OnRestart: pp.e.restartHook(rc.Name), IdleTimeout: pluginIdleTimeout, OnIdleStop: releaseMemory}), nil
 		}
 	} else {
 		name := config.PluginName(rc.Type)

@@ -54,6 +54,9 @@ type Config struct {
 	// a restart. A daemon whose databases are idle then holds no plugin
 	// process, and no memory for it.
 	IdleTimeout time.Duration
+	// OnIdleStop, if set, is called after each such stop: the host has
+	// been idle that long too, a moment to give memory back.
+	OnIdleStop func()
 }
 
 // Plugin is one plugin executable, started on first use and again after
@@ -260,6 +263,9 @@ func (p *Plugin) stopIdle() {
 	p.mu.Unlock()
 	p.log.Debug("storage plugin idle; stopping it until the next request", "idle", p.cfg.IdleTimeout.String())
 	c.Kill()
+	if p.cfg.OnIdleStop != nil {
+		p.cfg.OnIdleStop()
+	}
 }
 
 // delay is the wait before restart attempt n (1-based): none for the first,

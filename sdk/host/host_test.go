@@ -409,9 +409,12 @@ func TestRestartBackoff(t *testing.T) {
 // starts a new process at once, which is not a restart.
 func TestIdleStop(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	var restarts int
+	var restarts, idleStops int
 	var mu sync.Mutex
-	p := newPlugin(t, "plugin", host.Config{IdleTimeout: idle, OnRestart: func() { mu.Lock(); restarts++; mu.Unlock() }})
+	p := newPlugin(t, "plugin", host.Config{IdleTimeout: idle,
+		OnRestart:  func() { mu.Lock(); restarts++; mu.Unlock() },
+		OnIdleStop: func() { mu.Lock(); idleStops++; mu.Unlock() },
+	})
 	ctx := context.Background()
 	st, err := p.Open(ctx, nil)
 	if err != nil {
@@ -446,5 +449,8 @@ func TestIdleStop(t *testing.T) {
 	defer mu.Unlock()
 	if restarts != 0 || p.Restarts() != 0 || p.Health() != nil {
 		t.Fatalf("an idle stop counted as a death: OnRestart %d, Restarts %d, Health %v", restarts, p.Restarts(), p.Health())
+	}
+	if idleStops != 1 {
+		t.Fatalf("OnIdleStop called %d times for one idle stop", idleStops)
 	}
 }
