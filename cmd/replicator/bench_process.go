@@ -76,12 +76,8 @@ func (b *bench) withDaemonProcess(ctx context.Context, name string, f func(*benc
 func (b *bench) waitReplicated(ctx context.Context, base string, exited <-chan error, txid uint64) (uint64, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		ok, err := allReplicated(ctx, base, 1)
+		sts, ok, err := allReplicated(ctx, base, 1)
 		if ok {
-			sts, derr := daemonDatabases(ctx, base)
-			if derr != nil {
-				return 0, derr
-			}
 			if got := sts[0].TxID; got >= txid {
 				return got, nil
 			}

@@ -289,7 +289,7 @@ func measureIdle(ctx context.Context, e *env, work string, n int, duration, sett
 	base := "http://" + addr
 	limit := time.Minute + time.Duration(n)*200*time.Millisecond
 	for {
-		ok, err := allReplicated(ctx, base, n)
+		_, ok, err := allReplicated(ctx, base, n)
 		if ok {
 			break
 		}
@@ -446,23 +446,23 @@ func daemonDatabases(ctx context.Context, base string) ([]dbStatusJSON, error) {
 }
 
 // allReplicated asks the daemon whether each of its n databases has every
-// replica at the captured position.
-func allReplicated(ctx context.Context, base string, n int) (bool, error) {
+// replica at the captured position, and returns what it reported.
+func allReplicated(ctx context.Context, base string, n int) ([]dbStatusJSON, bool, error) {
 	sts, err := daemonDatabases(ctx, base)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	if len(sts) != n {
-		return false, fmt.Errorf("the daemon reports %d databases, want %d", len(sts), n)
+		return sts, false, fmt.Errorf("the daemon reports %d databases, want %d", len(sts), n)
 	}
 	for _, st := range sts {
 		for _, r := range st.Replicas {
 			if st.TxID == 0 || r.Generation != st.Generation || r.TxID != st.TxID {
-				return false, fmt.Errorf("%s: replica %s at %s/%d, database at %s/%d", st.DB, r.Name, r.Generation, r.TxID, st.Generation, st.TxID)
+				return sts, false, fmt.Errorf("%s: replica %s at %s/%d, database at %s/%d", st.DB, r.Name, r.Generation, r.TxID, st.Generation, st.TxID)
 			}
 		}
 	}
-	return true, nil
+	return sts, true, nil
 }
 
 // The daemon's counters the idle window compares.

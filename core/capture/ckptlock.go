@@ -144,16 +144,6 @@ func (l *ckptLock) unlock() {
 	l.timer.Stop()
 }
 
-// isHeld reports whether the lock is held now.
-func (l *ckptLock) isHeld() bool {
-	if l == nil {
-		return false
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.held
-}
-
 // close lets the lock go and closes the descriptor. Call it only once the
 // capturer's SQLite connections are closed.
 func (l *ckptLock) close() {

@@ -46,7 +46,11 @@ func SetResumeTailLimit(o *Options, n int64) { o.resumeTailLimit = n }
 func SpoilRecordedChecksum(c *Capturer) { c.pos.Checksum ^= 1 }
 
 // CheckpointLockHeld reports whether c holds SQLite's checkpointer lock.
-func CheckpointLockHeld(c *Capturer) bool { return c.ckpt.isHeld() }
+func CheckpointLockHeld(c *Capturer) bool {
+	c.ckpt.mu.Lock()
+	defer c.ckpt.mu.Unlock()
+	return c.ckpt.held
+}
 
 // SetCheckpointLockIdle sets how long a quiet database keeps the
 // checkpointer lock.
