@@ -376,6 +376,12 @@ func (d *DB) Run(ctx context.Context) error {
 			snapshot = true
 		}
 		lastStep = time.Now()
+		// Every step captures all that is committed, so a start-up
+		// capture still pending (the loop chose a sync first) is done.
+		select {
+		case <-watchStarted:
+		default:
+		}
 		var err error
 		offStack(func() { err = d.step(ctx, snapshot) })
 		if reply != nil {
