@@ -53,6 +53,7 @@ type Capturer struct {
 	path    string
 	walPath string
 	ckpt    *ckptLock // nil when it cannot be held
+	index   *indexPages
 	scanner idleScanner
 	opts    Options
 	log     *slog.Logger
@@ -169,6 +170,7 @@ func (c *Capturer) Close() error {
 	if c.held.conn != nil {
 		_ = c.held.end()
 		c.held.conn.Close()
+		c.held.conn = nil // and the WAL index may be unmapped
 	}
 	if c.writer != nil {
 		c.writer.Close()

@@ -222,6 +222,7 @@ func (d *DB) settle(ctx context.Context) {
 	if err := d.cap.Settle(ctx); err != nil {
 		d.log.Warn("release the memory of start-up", "err", err)
 	}
+	d.cap.DropIndexPages()
 }
 
 // owner names this daemon in replica leases: stable across restarts (so a
@@ -347,6 +348,10 @@ func (d *DB) Run(ctx context.Context) error {
 	defer d.maint.stop()
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snapTick.Stop()
+	// quiet fires once the database has not been captured for
+	// indexQuiet.
+	quiet := time.NewTimer(indexQuiet)
+	defer quiet.Stop()
 	var lastClean, lastStep time.Time
 	var locked lockedRetry
 	for {
@@ -374,6 +379,9 @@ func (d *DB) Run(ctx context.Context) error {
 			snapshot = true
 		case <-snapTick.C:
 			snapshot = true
+		case <-quiet.C:
+			d.cap.DropIndexPages()
+			continue
 		}
 		lastStep = time.Now()
 		// Every step captures all that is committed, so a start-up
@@ -384,6 +392,7 @@ func (d *DB) Run(ctx context.Context) error {
 		}
 		var err error
 		offStack(func() { err = d.step(ctx, snapshot) })
+		quiet.Reset(indexQuiet)
 		if reply != nil {
 			reply <- err
 		}
@@ -430,6 +439,12 @@ func offStack(fn func()) {
 	}()
 	<-done
 }
+
+// indexQuiet is how long a database goes without a capture before the
+// pages of its WAL index are taken out of the daemon's memory: long
+// enough that a database written every second or so keeps them, and
+// short against the life of an idle daemon.
+const indexQuiet = 5 * time.Second
 
 // minStepGap is the shortest time between two captures triggered by WAL
 // changes: short against any sync interval, long against a commit.
