@@ -24,9 +24,10 @@ import (
 // without waiting. The daemon's own checkpoints copy the WAL instead.
 //
 // The lock is held only while it pays: from holdFrames frames on, and
-// while the WAL keeps growing. It is let go before each of the daemon's
-// own checkpoints (after which the WAL starts over, short), when the
-// database has been quiet for idleRelease, and whenever one of the
+// while the WAL keeps growing. It is let go for each of the daemon's own
+// checkpoints, which need it too, and taken again right after (see
+// Capturer.Checkpoint for the race with the application this is), when
+// the database has been quiet for idleRelease, and whenever one of the
 // daemon's connections finds the database busy. The last matters because
 // the same lock guards SQLite's rebuild of a damaged WAL index (after an
 // application died halfway through writing its header): nobody can
@@ -80,23 +81,40 @@ func (l *ckptLock) grew(frames int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.active = time.Now()
-	l.lock()
+	l.lock(0)
 }
 
 // take takes the lock if it is free.
 func (l *ckptLock) take() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lock()
+	l.lock(0)
 }
 
-func (l *ckptLock) lock() {
+// takeWithin takes the lock, waiting up to wait for another connection's
+// checkpoint to end, and reports whether it is held.
+func (l *ckptLock) takeWithin(wait time.Duration) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lock(wait)
+	return l.held
+}
+
+// lock takes the lock, trying again every lockPollGap for up to wait
+// while another connection holds it (the application checkpoints).
+// Failing that, the next capture tries again.
+func (l *ckptLock) lock(wait time.Duration) {
 	if l.held {
 		return
 	}
-	if err := lockByte(l.f, true); err != nil {
-		// The application is checkpointing: try again at the next capture.
-		return
+	for deadline := time.Now().Add(wait); lockByte(l.f, true) != nil; {
+		if time.Now().After(deadline) {
+			return
+		}
+		pause(lockPollGap)
 	}
 	l.held = true
 	if l.timer == nil {

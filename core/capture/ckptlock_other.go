@@ -5,6 +5,7 @@ package capture
 import (
 	"errors"
 	"os"
+	"time"
 )
 
 func openShm(string) (*os.File, error) {
@@ -12,3 +13,5 @@ func openShm(string) (*os.File, error) {
 }
 
 func lockByte(*os.File, bool) error { return errors.New("unsupported") }
+
+func pause(d time.Duration) { time.Sleep(d) }

@@ -171,11 +171,20 @@ func pageSize(ctx context.Context, c *sql.Conn) (uint32, error) {
 
 // checkpoint runs a PASSIVE checkpoint: it copies what no reader still
 // needs into the database file and takes no lock that blocks writers.
-// complete says the whole WAL is now in the database file.
-func checkpoint(ctx context.Context, c *sql.Conn) (complete bool, err error) {
+// complete says the whole WAL is now in the database file; locked, that
+// it did nothing because another connection was checkpointing.
+func checkpoint(ctx context.Context, c *sql.Conn) (complete, locked bool, err error) {
+	return checkpointResult(c.QueryRowContext(ctx, checkpointSQL))
+}
+
+const checkpointSQL = "PRAGMA wal_checkpoint(PASSIVE)"
+
+func checkpointResult(row *sql.Row) (complete, locked bool, err error) {
 	var busy, log, done int
-	if err := c.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
-		return false, fmt.Errorf("checkpoint: %w", err)
+	if err := row.Scan(&busy, &log, &done); err != nil {
+		return false, false, fmt.Errorf("checkpoint: %w", err)
 	}
-	return busy == 0 && log == done, nil
+	// SQLite reports -1 frames when it could not take the checkpointer
+	// lock.
+	return busy == 0 && log == done, busy != 0 && log == -1, nil
 }

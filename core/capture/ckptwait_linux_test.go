@@ -1,0 +1,73 @@
+package capture_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/sqlitereplicator/replicator/core/capture"
+)
+
+// TestCheckpointWaitsOutAnother checks that the daemon's checkpoint,
+// finding another connection's checkpoint under way, waits it out under
+// the write lock instead of giving up: given up, the WAL would not start
+// over, and the application would go on checkpointing by itself. The
+// other checkpoint is played by a lock on SQLite's checkpointer byte,
+// taken before the checkpoint and released while it waits, at each of
+// the two places it waits.
+func TestCheckpointWaitsOutAnother(t *testing.T) {
+	for _, hold := range []time.Duration{5 * time.Millisecond, 30 * time.Millisecond} {
+		t.Run(hold.String(), func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "app.db")
+			db := app(t, path)
+			c, _, err := capture.Open(ctx, path, capture.Options{BusyTimeout: 200 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			capture.SetCheckpointLockIdle(c, time.Millisecond)
+			for range 1000 {
+				exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(50))")
+			}
+			step(t, c)
+			time.Sleep(50 * time.Millisecond) // the capture's own lock expires
+			if capture.CheckpointLockHeld(c) {
+				t.Fatal("the lock is still held after the quiet time")
+			}
+
+			shm, err := os.OpenFile(path+"-shm", os.O_RDWR, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer shm.Close()
+			lk := unix.Flock_t{Type: unix.F_WRLCK, Start: 121, Len: 1}
+			if err := unix.FcntlFlock(shm.Fd(), unix.F_OFD_SETLK, &lk); err != nil {
+				t.Fatal(err)
+			}
+			released := make(chan error, 1)
+			go func() {
+				time.Sleep(hold)
+				unlock := unix.Flock_t{Type: unix.F_UNLCK, Start: 121, Len: 1}
+				released <- unix.FcntlFlock(shm.Fd(), unix.F_OFD_SETLK, &unlock)
+			}()
+			before := walSalt(t, path)
+			if _, ok, err := c.Checkpoint(ctx, time.Second); err != nil || !ok {
+				t.Fatalf("checkpoint: ok %v, %v", ok, err)
+			}
+			if err := <-released; err != nil {
+				t.Fatal(err)
+			}
+			exec1(t, db, "INSERT INTO t (v) VALUES (1)")
+			if after := walSalt(t, path); after == before {
+				t.Fatalf("the WAL did not start over after the checkpoint (salt-1 %d)", after)
+			}
+			step(t, c)
+			assertSame(t, c, path)
+		})
+	}
+}
