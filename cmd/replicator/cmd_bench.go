@@ -103,6 +103,39 @@ type benchThroughput struct {
 	WithoutRate    float64 `json:"without_daemon_txn_s"`
 	WithRate       float64 `json:"with_daemon_txn_s"`
 	Ratio          float64 `json:"ratio"`
+	// The writer's waits: gaps between two commits of a millisecond or
+	// more (checkpoints, its own or the daemon's write lock), where the
+	// time the writer lost goes.
+	WithoutWaits benchWaits `json:"without_daemon_waits"`
+	WithWaits    benchWaits `json:"with_daemon_waits"`
+}
+
+// benchWaits counts gaps between commits by length: 1–5 ms, 5–20 ms and
+// 20 ms or more, and their total time.
+type benchWaits struct {
+	Counts  [3]int  `json:"counts_1ms_5ms_20ms"`
+	Seconds float64 `json:"seconds"`
+}
+
+var waitEdges = [...]time.Duration{time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond}
+
+// add counts the gaps between the commit times ts.
+func (w *benchWaits) add(ts []time.Time) {
+	for i := 1; i < len(ts); i++ {
+		gap := ts[i].Sub(ts[i-1])
+		k := len(waitEdges) - 1
+		for k >= 0 && gap < waitEdges[k] {
+			k--
+		}
+		if k >= 0 {
+			w.Counts[k]++
+			w.Seconds += gap.Seconds()
+		}
+	}
+}
+
+func (w benchWaits) String() string {
+	return fmt.Sprintf("%.2f s: %d of 1-5 ms, %d of 5-20 ms, %d of 20 ms or more", w.Seconds, w.Counts[0], w.Counts[1], w.Counts[2])
 }
 
 func runBench(ctx context.Context, e *env, args []string) error {
@@ -228,13 +261,19 @@ func (b *bench) lag(ctx context.Context, res *benchResult, sparseN int, sparseEv
 // alike.
 func (b *bench) throughput(ctx context.Context, half time.Duration) (benchThroughput, error) {
 	var without, with [2]float64 // commits, seconds
+	var t benchThroughput
 	for i, daemon := range []bool{false, true, true, false} {
 		name := fmt.Sprintf("tput%d", i)
 		var commits int
 		var took time.Duration
+		waits := &t.WithoutWaits
+		if daemon {
+			waits = &t.WithWaits
+		}
 		run := func(app *benchApp) error {
 			ts, d, err := app.write(ctx, 0, math.MaxInt, half)
 			commits, took = len(ts), d
+			waits.add(ts)
 			return err
 		}
 		var err error
@@ -256,7 +295,7 @@ func (b *bench) throughput(ctx context.Context, half time.Duration) (benchThroug
 		acc[0] += float64(commits)
 		acc[1] += took.Seconds()
 	}
-	t := benchThroughput{Seconds: 2 * half.Seconds()}
+	t.Seconds = 2 * half.Seconds()
 	t.WithoutCommits, t.WithCommits = int(without[0]), int(with[0])
 	t.WithoutRate, t.WithRate = without[0]/without[1], with[0]/with[1]
 	t.Ratio = t.WithRate / t.WithoutRate
@@ -316,6 +355,8 @@ func (r *benchResult) print(w io.Writer) {
 		fmt.Fprintf(tw, "with daemon      \t%d commits\t%.0f txn/s\t\n", t.WithCommits, t.WithRate)
 		fmt.Fprintf(tw, "ratio\t\t%.3f\t\n", t.Ratio)
 		tw.Flush()
+		fmt.Fprintf(w, "the writer's waits of 1 ms or more between two commits (checkpoints, the daemon's write lock):\n")
+		fmt.Fprintf(w, "  without daemon  %s\n  with daemon     %s\n", t.WithoutWaits, t.WithWaits)
 	}
 	fmt.Fprintln(w, "\ntargets:")
 	for _, k := range r.order {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,36 @@ func TestPercentile(t *testing.T) {
 	}
 	if got := percentile(d[:1], 99); got != time.Millisecond {
 		t.Errorf("p99 of one = %v", got)
+	}
+}
+
+func TestBenchWaits(t *testing.T) {
+	at := func(ms ...float64) []time.Time {
+		var ts []time.Time
+		base := time.Unix(0, 0)
+		for _, m := range ms {
+			ts = append(ts, base.Add(time.Duration(m*float64(time.Millisecond))))
+		}
+		return ts
+	}
+	for _, c := range []struct {
+		name    string
+		ts      []time.Time
+		counts  [3]int
+		seconds float64
+	}{
+		{"none", nil, [3]int{}, 0},
+		{"short gaps only", at(0, 0.02, 0.5, 1.49), [3]int{}, 0},
+		{"one of each", at(0, 1, 6, 26), [3]int{1, 1, 1}, 0.026},
+		{"edges", at(0, 5, 25, 25.01), [3]int{0, 1, 1}, 0.025},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var w benchWaits
+			w.add(c.ts)
+			if w.Counts != c.counts || math.Abs(w.Seconds-c.seconds) > 1e-9 {
+				t.Errorf("got %v %.6f s, want %v %.6f s", w.Counts, w.Seconds, c.counts, c.seconds)
+			}
+		})
 	}
 }
 
