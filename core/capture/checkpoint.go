@@ -168,7 +168,7 @@ func (c *Capturer) lockedCheckpoint(ctx context.Context) (_ *tail, _ Event, reas
 	// a gap between the application's tries.
 	c.ckpt.release()
 	complete, cerr := c.lockedPassive(ctx)
-	c.ckpt.take()
+	c.ckpt.takeWithin(0)
 	// A reader must be held again before the write lock goes, or resets
 	// could go unseen.
 	if err := c.held.begin(context.WithoutCancel(ctx)); err != nil {

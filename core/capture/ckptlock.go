@@ -84,13 +84,6 @@ func (l *ckptLock) grew(frames int64) {
 	l.lock(0)
 }
 
-// take takes the lock if it is free.
-func (l *ckptLock) take() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lock(0)
-}
-
 // takeWithin takes the lock, waiting up to wait for another connection's
 // checkpoint to end, and reports whether it is held.
 func (l *ckptLock) takeWithin(wait time.Duration) bool {

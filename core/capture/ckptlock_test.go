@@ -166,3 +166,35 @@ func TestCheckpointLockAcrossProcesses(t *testing.T) {
 		t.Fatalf("after Close, another process's checkpoint: %s, want busy=0", got)
 	}
 }
+
+// TestCheckpointWithoutLock: where the checkpointer lock cannot be held
+// (other platforms, or no WAL index file to lock) the daemon's
+// checkpoint still completes and the WAL starts over.
+func TestCheckpointWithoutLock(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "app.db")
+	db := app(t, path)
+	c, _, err := capture.Open(ctx, path, capture.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closeLock := capture.WithoutCheckpointLock(c)
+	defer func() {
+		c.Close()
+		closeLock()
+	}()
+	for range 1000 {
+		exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(50))")
+	}
+	step(t, c)
+	before := walSalt(t, path)
+	if _, ok, err := c.Checkpoint(ctx, time.Second); err != nil || !ok {
+		t.Fatalf("checkpoint: ok %v, %v", ok, err)
+	}
+	exec1(t, db, "INSERT INTO t (v) VALUES (1)")
+	if after := walSalt(t, path); after == before {
+		t.Fatalf("the WAL did not start over after the checkpoint (salt-1 %d)", after)
+	}
+	step(t, c)
+	assertSame(t, c, path)
+}

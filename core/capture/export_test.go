@@ -76,3 +76,13 @@ func SetScanIdle(c *Capturer, d time.Duration) {
 	defer c.scanner.mu.Unlock()
 	c.scanner.idle = d
 }
+
+// WithoutCheckpointLock makes c run as where the checkpointer lock cannot
+// be held (ckptLock is nil). Call the returned func after c.Close: it
+// closes the lock's descriptor, which must outlive c's connections.
+func WithoutCheckpointLock(c *Capturer) (closeAfter func()) {
+	l := c.ckpt
+	l.release()
+	c.ckpt = nil
+	return l.close
+}
