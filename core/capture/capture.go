@@ -84,6 +84,9 @@ type Capturer struct {
 	// write lock and the staging of its tail (tests simulate a crash
 	// there).
 	beforeLateStage func() error
+	// beforeWriteLock, if set, runs just before a checkpoint takes the
+	// write lock (tests write there what the locked part is to read).
+	beforeWriteLock func()
 }
 
 // Event describes what a capture produced.

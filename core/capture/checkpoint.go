@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/localstate"
@@ -37,28 +38,30 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 	if err != nil {
 		return Event{}, false, err
 	}
-	// The checkpointer lock is let go for our own checkpoint (it would
-	// stop it too). Past its autocheckpoint mark the application tries a
-	// checkpoint after every commit, and may take SQLite's lock in the
-	// moment between: then it copies, on its own time, what ours would
-	// have. The statement is prepared first so that ours takes the lock
-	// within microseconds (it wins about half the time). The lock is taken
-	// again as soon as the application's try, if any, is over: taken at
-	// the next capture, it would have to find a gap between its tries.
-	stmt, err := cp.PrepareContext(ctx, checkpointSQL)
-	if err != nil {
-		c.spares.put(cp)
-		return Event{}, false, fmt.Errorf("prepare checkpoint: %w", err)
-	}
-	held := c.ckpt.release()
-	_, _, err = checkpointResult(stmt.QueryRowContext(ctx))
-	if held {
-		c.ckpt.takeWithin(ckptLockedWait)
-	}
-	stmt.Close()
+	// Our checkpoint runs with the checkpointer lock held (the lock is
+	// this process's, see ckptLock), and SQLite lets the byte go when it
+	// is done: take the lock again at once, waiting out an application
+	// checkpoint that took the byte in between.
+	held := c.ckpt.isHeld()
+	_, _, err = checkpoint(ctx, cp)
+	c.ckpt.retake(held, ckptLockedWait)
 	c.spares.put(cp) // a checkpoint leaves no transaction open
 	if err != nil {
 		return Event{}, false, err
+	}
+	// Under the write lock the checkpoint reads what came after the last
+	// capture, and SQLite syncs the WAL written since its last sync: with
+	// a writer committing back to back, several milliseconds of frames
+	// (what it wrote while the checkpoint above ran). So that work is done
+	// now, on the daemon's time: a capture, and the WAL synced. The locked
+	// part is left with the frames of the last moment.
+	sev, err := c.Step(ctx)
+	if err != nil || sev.Reason != "" {
+		return sev, false, err
+	}
+	c.syncWAL()
+	if c.beforeWriteLock != nil {
+		c.beforeWriteLock()
 	}
 	got, err := c.pollWriteLock(ctx, wait)
 	if err != nil || !got {
@@ -87,10 +90,26 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 		}
 		ev = Event{Segment: &seg}
 	}
+	if ev.Segment == nil {
+		ev = sev
+	}
 	if complete {
 		c.copied = c.pos.WAL
 	}
 	return ev, true, nil
+}
+
+// syncWAL makes the WAL durable as far as it is written. SQLite's
+// checkpoint syncs it before it copies anything; done before the write
+// lock, that sync under the lock finds little left to write. An error is
+// left for that sync to meet and report.
+func (c *Capturer) syncWAL() {
+	f, err := os.Open(c.walPath)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = syncData(f)
 }
 
 // stageLate stages a tail read under the write lock once the lock is
@@ -156,19 +175,17 @@ func (c *Capturer) lockedCheckpoint(ctx context.Context) (_ *tail, _ Event, reas
 	// lock waits this one out, while our reader still keeps it from
 	// copying more than our last checkpoint did (with no reader held it
 	// would copy the whole WAL, on the application's time).
-	c.ckpt.takeWithin(ckptLockedWait)
+	held := c.ckpt.takeWithin(ckptLockedWait)
 	// The checkpoint runs on the held reader's connection, which has just
 	// ended its transaction: a connection inside one cannot checkpoint.
 	if err := c.held.end(); err != nil {
 		return t, ev, "", false, err
 	}
-	// Ours needs the lock free. It is taken again at once after, still
-	// under the write lock, so that the application's checkpoints fail
-	// from the start of the new WAL on; taken later, it would have to find
-	// a gap between the application's tries.
-	c.ckpt.release()
+	// SQLite lets the byte go after ours: take the lock again at once,
+	// still under the write lock, so that the application's checkpoints
+	// fail from the start of the new WAL on.
 	complete, cerr := c.lockedPassive(ctx)
-	c.ckpt.takeWithin(0)
+	c.ckpt.retake(held, 0)
 	// A reader must be held again before the write lock goes, or resets
 	// could go unseen.
 	if err := c.held.begin(context.WithoutCancel(ctx)); err != nil {

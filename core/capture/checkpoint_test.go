@@ -49,10 +49,14 @@ func TestCheckpointTailNotStaged(t *testing.T) {
 			defer func() { c.Close() }()
 			step(t, c)
 			before := c.Position().TxID
-			for range 20 {
-				exec1(t, db, "UPDATE t SET v = randomblob(800) WHERE id = abs(random()) % 50 + 1")
-			}
 			salt := walSalt(t, path)
+			// The updates come after the capture that precedes the write
+			// lock, so that the locked part is what reads them.
+			capture.SetBeforeWriteLock(c, func() {
+				for range 20 {
+					exec1(t, db, "UPDATE t SET v = randomblob(800) WHERE id = abs(random()) % 50 + 1")
+				}
+			})
 			crash := errors.New("simulated crash before staging")
 			capture.SetBeforeLateStage(c, func() error { return crash })
 			if _, _, err := c.Checkpoint(context.Background(), time.Second); !errors.Is(err, crash) {

@@ -4,7 +4,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sqlitereplicator/replicator/core/wal"
@@ -24,44 +23,56 @@ import (
 // without waiting. The daemon's own checkpoints copy the WAL instead.
 //
 // The lock is held only while it pays: from holdFrames frames on, and
-// while the WAL keeps growing. It is let go for each of the daemon's own
-// checkpoints, which need it too, and taken again right after (see
-// Capturer.Checkpoint for the race with the application this is), when
-// the database has been quiet for idleRelease, and whenever one of the
-// daemon's connections finds the database busy. The last matters because
-// the same lock guards SQLite's rebuild of a damaged WAL index (after an
-// application died halfway through writing its header): nobody can
-// rebuild it while the lock is held, and quiet is what such a death
-// looks like.
+// while the WAL keeps growing. It is let go when the database has been
+// quiet for IdleRelease (the replication loop says when, through
+// Capturer.Idle) and whenever one of the daemon's connections finds the
+// database busy. Both matter because the same lock guards SQLite's
+// rebuild of a damaged WAL index (after an application died halfway
+// through writing its header): no other process can rebuild it while the
+// lock is held, and quiet is what such a death looks like.
 //
-// The lock is an open file description lock (Linux's F_OFD_SETLK) on the
-// byte SQLite uses, taken on a descriptor of our own. It conflicts with
-// SQLite's locks in every process, this one included. The descriptor
-// stays open until the capturer's connections are closed: closing any
-// descriptor of the file drops every POSIX lock this process holds on it,
-// SQLite's read locks among them.
+// The lock is a POSIX record lock (F_SETLK) on the byte SQLite uses,
+// taken on a descriptor of our own. Such a lock belongs to the process,
+// not to the descriptor: it stops every other process's checkpoint, but
+// not the daemon's own, which run without letting it go, so an
+// application's checkpoint cannot slip in while the daemon's runs. (An
+// open file description lock, which conflicts with this process's own
+// SQLite locks too, had to be let go for each of the daemon's
+// checkpoints, and the application's next commit then took SQLite's lock
+// about half the time and copied the WAL on its own time.) Two rules follow
+// from the lock being the process's:
+//   - When SQLite in this process lets the byte go (after the daemon's
+//     checkpoint, or a rebuild of the WAL index), the lock is gone with it.
+//     The checkpoint takes it again at once; every capture asserts it
+//     again (a lock the process holds already costs one system call).
+//   - Letting it go must never happen while one of this process's
+//     connections holds the byte through SQLite, or it would drop SQLite's
+//     own lock in the middle of a checkpoint or a rebuild. So it is taken
+//     and let go only by the capturer's methods, which the replication
+//     loop calls one at a time and in which all of the daemon's SQLite work
+//     on the database happens; never from a timer.
+//
+// The descriptor stays open until the capturer's connections are closed:
+// closing any descriptor of the file drops every POSIX lock this process
+// holds on it, SQLite's read locks among them.
 type ckptLock struct {
 	f    *os.File
-	log  *slog.Logger
-	idle time.Duration // idleRelease, but in tests
-
-	mu     sync.Mutex
-	held   bool
-	active time.Time   // the last time the WAL was seen growing
-	timer  *time.Timer // releases the lock once quiet; nil while not held
+	held bool
 }
 
 const (
 	// holdFrames is where the lock starts to pay: a little below SQLite's
 	// default wal_autocheckpoint of 1000 frames.
 	holdFrames = 800
-	// idleRelease is how long a quiet database keeps the lock.
-	idleRelease = time.Second
+	// IdleRelease is how long a quiet database keeps the checkpointer
+	// lock: the replication loop calls Capturer.Idle once a database has
+	// gone that long without a capture.
+	IdleRelease = time.Second
 )
 
 // openCkptLock opens the WAL index of the database whose WAL is walPath.
-// Without one (a platform without open file description locks, or no
-// WAL index file) it returns nil, and the lock is never held.
+// Without one (a platform without the locks we need, or no WAL index
+// file) it returns nil, and the lock is never held.
 func openCkptLock(walPath string, log *slog.Logger) *ckptLock {
 	shm := strings.TrimSuffix(walPath, "-wal") + "-shm"
 	f, err := openShm(shm)
@@ -69,18 +80,17 @@ func openCkptLock(walPath string, log *slog.Logger) *ckptLock {
 		log.Debug("the checkpointer lock will not be held", "err", err)
 		return nil
 	}
-	return &ckptLock{f: f, log: log, idle: idleRelease}
+	return &ckptLock{f: f}
 }
 
 // grew records that the WAL now holds frames frames, and takes the lock
-// once it is long enough.
+// once it is long enough. The lock is asked for even when it is thought
+// held: SQLite may have let it go in between (see ckptLock).
 func (l *ckptLock) grew(frames int64) {
 	if l == nil || frames < holdFrames {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.active = time.Now()
+	l.held = false
 	l.lock(0)
 }
 
@@ -90,14 +100,25 @@ func (l *ckptLock) takeWithin(wait time.Duration) bool {
 	if l == nil {
 		return false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.lock(wait)
 	return l.held
 }
 
+func (l *ckptLock) isHeld() bool { return l != nil && l.held }
+
+// retake takes the lock again after SQLite in this process let the byte
+// go (the daemon's own checkpoint), if it was held before; it waits up to
+// wait for an application's checkpoint that took the byte in between.
+func (l *ckptLock) retake(wasHeld bool, wait time.Duration) {
+	if l == nil || !wasHeld {
+		return
+	}
+	l.held = false
+	l.lock(wait)
+}
+
 // lock takes the lock, trying again every lockPollGap for up to wait
-// while another connection holds it (the application checkpoints).
+// while another process holds it (the application checkpoints).
 // Failing that, the next capture tries again.
 func (l *ckptLock) lock(wait time.Duration) {
 	if l.held {
@@ -110,27 +131,6 @@ func (l *ckptLock) lock(wait time.Duration) {
 		pause(lockPollGap)
 	}
 	l.held = true
-	if l.timer == nil {
-		l.timer = time.AfterFunc(l.idle, l.expire)
-	} else {
-		l.timer.Reset(l.idle)
-	}
-}
-
-// expire lets the lock go once the database has been quiet for l.idle;
-// until then it looks again when that much time has passed since the WAL
-// last grew.
-func (l *ckptLock) expire() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if !l.held {
-		return
-	}
-	if wait := l.idle - time.Since(l.active); wait > 0 {
-		l.timer.Reset(wait)
-		return
-	}
-	l.unlock()
 }
 
 // release lets the lock go and reports whether it was held.
@@ -138,21 +138,13 @@ func (l *ckptLock) release() (held bool) {
 	if l == nil {
 		return false
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	held = l.held
 	if held {
-		l.unlock()
+		// An error leaves nothing to do: the descriptor stays open.
+		_ = lockByte(l.f, false)
+		l.held = false
 	}
 	return held
-}
-
-func (l *ckptLock) unlock() {
-	if err := lockByte(l.f, false); err != nil {
-		l.log.Warn("release the checkpointer lock", "err", err)
-	}
-	l.held = false
-	l.timer.Stop()
 }
 
 // close lets the lock go and closes the descriptor. Call it only once the
@@ -170,6 +162,11 @@ func (l *ckptLock) close() {
 func walFrames(offset int64, pageSize uint32) int64 {
 	return (offset - wal.HeaderSize) / (wal.FrameHeaderSize + int64(pageSize))
 }
+
+// Idle lets the checkpointer lock go: the database has gone IdleRelease
+// without a capture. Call it as the capturer's other methods are called,
+// one at a time (see ckptLock).
+func (c *Capturer) Idle() { c.ckpt.release() }
 
 // releaseIfBusy lets the checkpointer lock go when *err says the
 // database was busy: one of the things it may have been busy with is a

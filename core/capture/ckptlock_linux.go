@@ -15,14 +15,14 @@ func openShm(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDWR, 0)
 }
 
-// lockByte takes (or with lock false, releases) an exclusive open file
-// description lock on the checkpointer byte, without waiting.
+// lockByte takes (or with lock false, releases) this process's exclusive
+// POSIX lock on the checkpointer byte, without waiting.
 func lockByte(f *os.File, lock bool) error {
 	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: shmCkptByte, Len: 1}
 	if !lock {
 		lk.Type = unix.F_UNLCK
 	}
-	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+	return unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
 }
 
 // pause sleeps for d, which may be well under a millisecond: the Go
@@ -33,3 +33,7 @@ func pause(d time.Duration) {
 	ts := unix.NsecToTimespec(d.Nanoseconds())
 	_ = unix.Nanosleep(&ts, nil)
 }
+
+// syncData flushes f's data (fdatasync: the WAL's modification time
+// need not reach the disk).
+func syncData(f *os.File) error { return unix.Fdatasync(int(f.Fd())) }

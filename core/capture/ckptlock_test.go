@@ -14,31 +14,21 @@ import (
 )
 
 // TestCheckpointLock checks when the capture holds SQLite's checkpointer
-// lock, which makes the application's own checkpoints give up: not for a
-// short WAL, from a long one on until the daemon's own checkpoint, a
-// quiet second, or a busy database, and never after Close.
+// lock, which makes the checkpoints of an application in another process
+// give up: not for a short WAL, from a long one on (the daemon's own
+// checkpoint keeps it), until a quiet database or a busy one lets it go,
+// and never after Close. SQLite in the daemon's own process lets the byte
+// go (the lock is the process's), and the next capture takes it again.
 func TestCheckpointLock(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "app.db")
 	db := app(t, path)
-	ck := app(t, path) // the application's checkpointing connection
 	c, _, err := capture.Open(ctx, path, capture.Options{BusyTimeout: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	capture.SetCheckpointLockIdle(c, time.Hour)
 
-	// appCheckpoint runs the application's checkpoint and reports whether
-	// it found the checkpointer busy.
-	appCheckpoint := func() bool {
-		t.Helper()
-		var busy, log, done int
-		if err := ck.QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
-			t.Fatal(err)
-		}
-		return busy != 0
-	}
 	write := func(n int) {
 		t.Helper()
 		for range n {
@@ -51,8 +41,8 @@ func TestCheckpointLock(t *testing.T) {
 		if got := capture.CheckpointLockHeld(c); got != held {
 			t.Fatalf("%s: lock held %v, want %v", when, got, held)
 		}
-		if busy := appCheckpoint(); busy != held {
-			t.Fatalf("%s: the application's checkpoint found the checkpointer busy: %v, want %v", when, busy, held)
+		if busy := otherProcessCheckpoint(t, path); busy != held {
+			t.Fatalf("%s: another process's checkpoint found the checkpointer busy: %v, want %v", when, busy, held)
 		}
 	}
 
@@ -72,18 +62,25 @@ func TestCheckpointLock(t *testing.T) {
 
 	write(1000)
 	want("a long WAL again", true)
-	capture.SetCheckpointLockIdle(c, 20*time.Millisecond)
-	write(1)
-	time.Sleep(200 * time.Millisecond)
+	c.Idle()
 	want("a quiet database", false)
+	write(1)
+	want("a long WAL growing again", true)
+
+	// A checkpoint by a connection in the daemon's process lets the byte
+	// go, and the lock with it; the next capture takes it again.
+	var busy, log, done int
+	if err := app(t, path).QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil || busy != 0 {
+		t.Fatalf("a checkpoint in the daemon's process: busy %d, %v", busy, err)
+	}
+	if otherProcessCheckpoint(t, path) {
+		t.Fatal("after SQLite in this process let the byte go, another process still found it taken")
+	}
+	write(1)
+	want("the next capture", true)
 
 	// The application holds the write lock past the busy timeout: the
 	// snapshot, which needs it, fails, and lets the checkpointer go.
-	capture.SetCheckpointLockIdle(c, time.Hour)
-	write(1)
-	if !capture.CheckpointLockHeld(c) {
-		t.Fatal("a WAL growing again: the lock is not held")
-	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -104,8 +101,8 @@ func TestCheckpointLock(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if appCheckpoint() {
-		t.Fatal("after Close the application's checkpoint still found the checkpointer busy")
+	if otherProcessCheckpoint(t, path) {
+		t.Fatal("after Close another process's checkpoint still found the checkpointer busy")
 	}
 	var n int
 	if err := db.QueryRow("SELECT count(*) FROM t").Scan(&n); err != nil || n != 3013 {
@@ -117,11 +114,11 @@ func TestCheckpointLock(t *testing.T) {
 const checkpointEnv = "CAPTURE_TEST_CHECKPOINT_DB"
 
 // TestAppCheckpointProcess is the application's checkpoint from another
-// process, for TestCheckpointLockAcrossProcesses; it runs only there.
+// process, for otherProcessCheckpoint; it runs only there.
 func TestAppCheckpointProcess(t *testing.T) {
 	path := os.Getenv(checkpointEnv)
 	if path == "" {
-		t.Skip("run by TestCheckpointLockAcrossProcesses")
+		t.Skip("run by otherProcessCheckpoint")
 	}
 	var busy, log, done int
 	if err := app(t, path).QueryRow("PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &log, &done); err != nil {
@@ -130,41 +127,25 @@ func TestAppCheckpointProcess(t *testing.T) {
 	fmt.Printf("busy=%d\n", busy)
 }
 
-// TestCheckpointLockAcrossProcesses: the lock stops the checkpoints of an
-// application in another process, as the daemon runs beside it.
-func TestCheckpointLockAcrossProcesses(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "app.db")
-	db := app(t, path)
-	c, _ := open(t, path)
-	otherProcess := func() string {
-		t.Helper()
-		cmd := exec.Command(os.Args[0], "-test.run=^TestAppCheckpointProcess$", "-test.v")
-		cmd.Env = append(os.Environ(), checkpointEnv+"="+path)
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("checkpoint process: %v\n%s", err, out)
-		}
-		for _, w := range []string{"busy=0", "busy=1"} {
-			if strings.Contains(string(out), w) {
-				return w
-			}
-		}
-		t.Fatalf("checkpoint process printed no result:\n%s", out)
-		return ""
+// otherProcessCheckpoint runs a PASSIVE checkpoint of the database at path
+// in another process, as the application beside the daemon would, and
+// reports whether it found the checkpointer busy.
+func otherProcessCheckpoint(t *testing.T, path string) bool {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAppCheckpointProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), checkpointEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("checkpoint process: %v\n%s", err, out)
 	}
-	for range 1000 {
-		exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(50))")
+	switch {
+	case strings.Contains(string(out), "busy=0"):
+		return false
+	case strings.Contains(string(out), "busy=1"):
+		return true
 	}
-	step(t, c)
-	if got := otherProcess(); got != "busy=1" {
-		t.Fatalf("with the lock held, another process's checkpoint: %s, want busy=1", got)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := otherProcess(); got != "busy=0" {
-		t.Fatalf("after Close, another process's checkpoint: %s, want busy=0", got)
-	}
+	t.Fatalf("checkpoint process printed no result:\n%s", out)
+	return false
 }
 
 // TestCheckpointWithoutLock: where the checkpointer lock cannot be held

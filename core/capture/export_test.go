@@ -9,6 +9,10 @@ import (
 // under it is staged.
 func SetBeforeLateStage(c *Capturer, f func() error) { c.beforeLateStage = f }
 
+// SetBeforeWriteLock sets a function a checkpoint runs just before it
+// takes the write lock.
+func SetBeforeWriteLock(c *Capturer, f func()) { c.beforeWriteLock = f }
+
 // SetSpareIdle sets how long c's spare connections are kept unused.
 func SetSpareIdle(c *Capturer, d time.Duration) {
 	s := c.spares
@@ -46,22 +50,7 @@ func SetResumeTailLimit(o *Options, n int64) { o.resumeTailLimit = n }
 func SpoilRecordedChecksum(c *Capturer) { c.pos.Checksum ^= 1 }
 
 // CheckpointLockHeld reports whether c holds SQLite's checkpointer lock.
-func CheckpointLockHeld(c *Capturer) bool {
-	c.ckpt.mu.Lock()
-	defer c.ckpt.mu.Unlock()
-	return c.ckpt.held
-}
-
-// SetCheckpointLockIdle sets how long a quiet database keeps the
-// checkpointer lock.
-func SetCheckpointLockIdle(c *Capturer, d time.Duration) {
-	c.ckpt.mu.Lock()
-	defer c.ckpt.mu.Unlock()
-	c.ckpt.idle = d
-	if c.ckpt.timer != nil {
-		c.ckpt.timer.Reset(d)
-	}
-}
+func CheckpointLockHeld(c *Capturer) bool { return c.ckpt.isHeld() }
 
 // ScanBufferKept reports whether c keeps a WAL scan buffer now.
 func ScanBufferKept(c *Capturer) bool {

@@ -349,8 +349,8 @@ func (d *DB) Run(ctx context.Context) error {
 	snapTick := time.NewTicker(d.cfg.SnapshotInterval)
 	defer snapTick.Stop()
 	// quiet fires once the database has not been captured for
-	// indexQuiet.
-	quiet := time.NewTimer(indexQuiet)
+	// capture.IdleRelease, and again at indexQuiet.
+	quiet := time.NewTimer(capture.IdleRelease)
 	defer quiet.Stop()
 	var lastClean, lastStep time.Time
 	var locked lockedRetry
@@ -380,7 +380,12 @@ func (d *DB) Run(ctx context.Context) error {
 		case <-snapTick.C:
 			snapshot = true
 		case <-quiet.C:
-			d.cap.DropIndexPages()
+			d.cap.Idle()
+			if rest := indexQuiet - time.Since(lastStep); rest > 0 {
+				quiet.Reset(rest)
+			} else {
+				d.cap.DropIndexPages()
+			}
 			continue
 		}
 		lastStep = time.Now()
@@ -392,7 +397,7 @@ func (d *DB) Run(ctx context.Context) error {
 		}
 		var err error
 		offStack(func() { err = d.step(ctx, snapshot) })
-		quiet.Reset(indexQuiet)
+		quiet.Reset(capture.IdleRelease)
 		if reply != nil {
 			reply <- err
 		}
