@@ -63,15 +63,15 @@ func (c *Capturer) Checkpoint(ctx context.Context, wait time.Duration) (ev Event
 	if c.beforeWriteLock != nil {
 		c.beforeWriteLock()
 	}
-	got, err := c.pollWriteLock(ctx, wait)
-	if err != nil || !got {
+	unlock, err := c.checkpointWriteLock(ctx, wait)
+	if err != nil || unlock == nil {
 		return Event{}, false, err
 	}
 	// Once the lock is taken the rest is short, bounded work: finish it
 	// even on shutdown, rather than leave a tail to catch up on.
 	bounded := context.WithoutCancel(ctx)
 	t, ev, reason, complete, err := c.lockedCheckpoint(bounded)
-	c.unlockWrite()
+	unlock()
 	if reason != "" {
 		// Not under the lock: a catch-up reads the whole database.
 		ev, err = c.catchUp(ctx, reason)
@@ -221,6 +221,41 @@ func (c *Capturer) WALSize() int64 {
 		return w.Offset - c.copied.Offset
 	}
 	return w.Offset
+}
+
+// checkpointWriteLock takes the write lock for a checkpoint, trying for
+// up to wait, and returns the func that releases it, or nil when it was
+// not taken.
+//
+// Where the WAL index can be locked directly (see ckptLock) it locks
+// SQLite's write-lock byte itself, with an open file description lock,
+// which every SQLite writer's lock conflicts with, this process's
+// connections included: what SQLite's write lock does for the WAL, no
+// commit can begin. A try is then one system call, made every few
+// microseconds, and the lock is taken in the first gap between two
+// commits of a writer committing back to back. Through SQLite (BEGIN
+// IMMEDIATE, pollWriteLock) a try costs far more and the runtime's timers
+// space them a millisecond apart: the lock took 1–5 ms to get, and the
+// frames written meanwhile were read, synced and copied under it.
+func (c *Capturer) checkpointWriteLock(ctx context.Context, wait time.Duration) (unlock func(), err error) {
+	if c.ckpt != nil && c.locked == 0 {
+		got, err := c.ckpt.lockWriter(ctx, wait)
+		if err == nil {
+			if !got {
+				return nil, nil
+			}
+			return c.ckpt.unlockWriter, nil
+		}
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		c.log.Debug("lock the WAL index's write byte; taking the write lock through SQLite", "err", err)
+	}
+	got, err := c.pollWriteLock(ctx, wait)
+	if err != nil || !got {
+		return nil, err
+	}
+	return c.unlockWrite, nil
 }
 
 // pollWriteLock takes the write lock, trying again after each

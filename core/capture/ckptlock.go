@@ -1,6 +1,8 @@
 package capture
 
 import (
+	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -146,6 +148,46 @@ func (l *ckptLock) release() (held bool) {
 	}
 	return held
 }
+
+// lockWriter takes SQLite's write lock on the database with an open file
+// description lock on its byte of the WAL index (see
+// Capturer.checkpointWriteLock), trying every writerPollGap for up to
+// wait. It returns an error only when the lock cannot be asked for at
+// all (or ctx ends), not when another connection holds it.
+func (l *ckptLock) lockWriter(ctx context.Context, wait time.Duration) (bool, error) {
+	for deadline := time.Now().Add(wait); ; {
+		err := lockWriteByte(l.f, true)
+		if err == nil {
+			return true, nil
+		}
+		if !lockConflict(err) {
+			return false, err
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return false, nil
+		}
+		pause(writerPollGap)
+	}
+}
+
+// unlockWriter releases what lockWriter took.
+func (l *ckptLock) unlockWriter() {
+	if err := lockWriteByte(l.f, false); err != nil {
+		// Left held, the application could never write again. Closing
+		// the descriptor would drop SQLite's read locks with it (see
+		// ckptLock); the process's exit lets everything go, and the
+		// next start catches up.
+		panic(fmt.Sprintf("release the write lock of the WAL index: %v", err))
+	}
+}
+
+// writerPollGap is the pause between two tries for the write lock: short
+// against the gaps between a busy writer's commits, which are a few
+// microseconds long and come every 15–20 µs.
+const writerPollGap = 5 * time.Microsecond
 
 // close lets the lock go and closes the descriptor. Call it only once the
 // capturer's SQLite connections are closed.

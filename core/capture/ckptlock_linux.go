@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"errors"
 	"os"
 	"time"
 
@@ -10,6 +11,10 @@ import (
 // shmCkptByte is the byte of the WAL index (-shm) file that SQLite locks
 // as its checkpointer lock: WALINDEX_LOCK_OFFSET (120) + WAL_CKPT_LOCK (1).
 const shmCkptByte = 121
+
+// shmWriteByte is SQLite's write lock: WALINDEX_LOCK_OFFSET (120) +
+// WAL_WRITE_LOCK (0).
+const shmWriteByte = 120
 
 func openShm(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDWR, 0)
@@ -23,6 +28,25 @@ func lockByte(f *os.File, lock bool) error {
 		lk.Type = unix.F_UNLCK
 	}
 	return unix.FcntlFlock(f.Fd(), unix.F_SETLK, &lk)
+}
+
+// lockWriteByte takes (or with lock false, releases) an exclusive open
+// file description lock on SQLite's write-lock byte, without waiting.
+// Unlike a POSIX lock it conflicts with this process's own SQLite
+// connections too, and it is let go by nothing but this call (or closing
+// f).
+func lockWriteByte(f *os.File, lock bool) error {
+	lk := unix.Flock_t{Type: unix.F_WRLCK, Start: shmWriteByte, Len: 1}
+	if !lock {
+		lk.Type = unix.F_UNLCK
+	}
+	return unix.FcntlFlock(f.Fd(), unix.F_OFD_SETLK, &lk)
+}
+
+// lockConflict reports whether err, from a lock request, says only that
+// another lock holds the range.
+func lockConflict(err error) bool {
+	return errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EACCES)
 }
 
 // pause sleeps for d, which may be well under a millisecond: the Go

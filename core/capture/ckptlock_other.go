@@ -14,6 +14,10 @@ func openShm(string) (*os.File, error) {
 
 func lockByte(*os.File, bool) error { return errors.New("unsupported") }
 
+func lockWriteByte(*os.File, bool) error { return errors.New("unsupported") }
+
+func lockConflict(error) bool { return false }
+
 func pause(d time.Duration) { time.Sleep(d) }
 
 func syncData(f *os.File) error { return f.Sync() }

@@ -2,8 +2,11 @@ package capture_test
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,4 +69,94 @@ func TestCheckpointWaitsOutAnother(t *testing.T) {
 			assertSame(t, c, path)
 		})
 	}
+}
+
+// TestCheckpointWriteLock: the write lock a checkpoint takes on the WAL
+// index's byte directly stops every writer, one in the daemon's own
+// process too, until it is released; and it is not taken while a writer
+// holds SQLite's.
+func TestCheckpointWriteLock(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "app.db")
+	db := app(t, path, "busy_timeout(0)")
+	exec1(t, db, "INSERT INTO t (v) VALUES (1)")
+	c, _, err := capture.Open(ctx, path, capture.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	unlock, err := capture.CheckpointWriteLock(ctx, c, 100*time.Millisecond)
+	if err != nil || unlock == nil {
+		t.Fatalf("take the write lock: %v (taken: %v)", err, unlock != nil)
+	}
+	if _, err := db.Exec("INSERT INTO t (v) VALUES (2)"); !capture.IsBusy(err) {
+		t.Fatalf("a commit under the lock: %v, want busy", err)
+	}
+	if otherProcessCommit(t, path) {
+		t.Fatal("another process committed under the lock")
+	}
+	unlock()
+	exec1(t, db, "INSERT INTO t (v) VALUES (3)")
+	if !otherProcessCommit(t, path) {
+		t.Fatal("another process could not commit after the lock was released")
+	}
+
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec("INSERT INTO t (v) VALUES (4)"); err != nil {
+		t.Fatal(err)
+	}
+	if unlock, err := capture.CheckpointWriteLock(ctx, c, 20*time.Millisecond); err != nil || unlock != nil {
+		t.Fatalf("take the write lock while the application holds it: %v (taken: %v)", err, unlock != nil)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err = capture.CheckpointWriteLock(ctx, c, 100*time.Millisecond)
+	if err != nil || unlock == nil {
+		t.Fatalf("take the write lock after the application's commit: %v (taken: %v)", err, unlock != nil)
+	}
+	unlock()
+	step(t, c)
+	assertSame(t, c, path)
+}
+
+// commitEnv names the database TestAppCommitProcess writes to.
+const commitEnv = "CAPTURE_TEST_COMMIT_DB"
+
+// TestAppCommitProcess is an application's commit from another process,
+// for otherProcessCommit; it runs only there.
+func TestAppCommitProcess(t *testing.T) {
+	path := os.Getenv(commitEnv)
+	if path == "" {
+		t.Skip("run by otherProcessCommit")
+	}
+	_, err := app(t, path, "busy_timeout(0)").Exec("INSERT INTO t (v) VALUES (5)")
+	fmt.Printf("busy=%v\n", capture.IsBusy(err))
+	if err != nil && !capture.IsBusy(err) {
+		t.Fatal(err)
+	}
+}
+
+// otherProcessCommit commits a row to the database at path from another
+// process and reports whether it could.
+func otherProcessCommit(t *testing.T, path string) bool {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAppCommitProcess$", "-test.v")
+	cmd.Env = append(os.Environ(), commitEnv+"="+path)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("commit process: %v\n%s", err, out)
+	}
+	switch {
+	case strings.Contains(string(out), "busy=false"):
+		return true
+	case strings.Contains(string(out), "busy=true"):
+		return false
+	}
+	t.Fatalf("commit process printed no result:\n%s", out)
+	return false
 }

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"context"
 	"time"
 )
 
@@ -74,4 +75,10 @@ func WithoutCheckpointLock(c *Capturer) (closeAfter func()) {
 	l.release()
 	c.ckpt = nil
 	return l.close
+}
+
+// CheckpointWriteLock takes the write lock as a checkpoint does; the
+// returned func, nil when the lock was not taken, releases it.
+func CheckpointWriteLock(ctx context.Context, c *Capturer, wait time.Duration) (func(), error) {
+	return c.checkpointWriteLock(ctx, wait)
 }
