@@ -132,19 +132,26 @@ func TestAppCheckpointProcess(t *testing.T) {
 // reports whether it found the checkpointer busy.
 func otherProcessCheckpoint(t *testing.T, path string) bool {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAppCheckpointProcess$", "-test.v")
-	cmd.Env = append(os.Environ(), checkpointEnv+"="+path)
+	return inOtherProcess(t, "TestAppCheckpointProcess", checkpointEnv, path, "busy=1", "busy=0")
+}
+
+// inOtherProcess runs the test named test in a process of its own, with
+// env set to path, and reports which of the two outputs it printed.
+func inOtherProcess(t *testing.T, test, env, path, yes, no string) bool {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v")
+	cmd.Env = append(os.Environ(), env+"="+path)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("checkpoint process: %v\n%s", err, out)
+		t.Fatalf("%s: %v\n%s", test, err, out)
 	}
 	switch {
-	case strings.Contains(string(out), "busy=0"):
-		return false
-	case strings.Contains(string(out), "busy=1"):
+	case strings.Contains(string(out), yes):
 		return true
+	case strings.Contains(string(out), no):
+		return false
 	}
-	t.Fatalf("checkpoint process printed no result:\n%s", out)
+	t.Fatalf("%s printed no result:\n%s", test, out)
 	return false
 }
 

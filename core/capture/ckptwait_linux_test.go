@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -145,18 +143,5 @@ func TestAppCommitProcess(t *testing.T) {
 // process and reports whether it could.
 func otherProcessCommit(t *testing.T, path string) bool {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAppCommitProcess$", "-test.v")
-	cmd.Env = append(os.Environ(), commitEnv+"="+path)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("commit process: %v\n%s", err, out)
-	}
-	switch {
-	case strings.Contains(string(out), "busy=false"):
-		return true
-	case strings.Contains(string(out), "busy=true"):
-		return false
-	}
-	t.Fatalf("commit process printed no result:\n%s", out)
-	return false
+	return inOtherProcess(t, "TestAppCommitProcess", commitEnv, path, "busy=false", "busy=true")
 }
