@@ -52,7 +52,9 @@ import (
 //     own lock in the middle of a checkpoint or a rebuild. So it is taken
 //     and let go only by the capturer's methods, which the replication
 //     loop calls one at a time and in which all of the daemon's SQLite work
-//     on the database happens; never from a timer.
+//     on the database happens; never from a timer. This relies on the
+//     database's other connections in this process being the capturer's:
+//     the application runs in a process of its own (with -exec too).
 //
 // The descriptor stays open until the capturer's connections are closed:
 // closing any descriptor of the file drops every POSIX lock this process
