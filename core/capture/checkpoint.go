@@ -231,9 +231,9 @@ func (c *Capturer) WALSize() int64 {
 // SQLite's write-lock byte itself, with an open file description lock,
 // which every SQLite writer's lock conflicts with, this process's
 // connections included: what SQLite's write lock does for the WAL, no
-// commit can begin. A try is then one system call, made every few
-// microseconds, and the lock is taken in the first gap between two
-// commits of a writer committing back to back. Through SQLite (BEGIN
+// commit can begin. A try is then one system call, made about every
+// 0.1 ms, and against a writer committing back to back the lock is taken
+// at the first try at the median (see writerPollGap). Through SQLite (BEGIN
 // IMMEDIATE, pollWriteLock) a try costs far more and the runtime's timers
 // space them a millisecond apart: the lock took 1–5 ms to get, and the
 // frames written meanwhile were read, synced and copied under it.

@@ -186,9 +186,11 @@ func (l *ckptLock) unlockWriter() {
 	}
 }
 
-// writerPollGap is the pause between two tries for the write lock: short
-// against the gaps between a busy writer's commits, which are a few
-// microseconds long and come every 15–20 µs.
+// writerPollGap is the pause asked for between two tries for the write
+// lock; the kernel's timers make it about 0.1 ms. A try lands in one of a
+// busy writer's gaps between commits (a few microseconds every 15–20 µs)
+// often enough: the first try took the lock at the median, and the 90th
+// percentile was 0.2–0.3 ms.
 const writerPollGap = 5 * time.Microsecond
 
 // close lets the lock go and closes the descriptor. Call it only once the
