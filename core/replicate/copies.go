@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"context"
 	"path/filepath"
 	"time"
 
@@ -44,14 +45,14 @@ func (d *DB) compactionCopies(u *uploader) *retention.Copies {
 	return c
 }
 
-// keepCopy hands the file just uploaded as o to compaction, when the
-// upload (whose error is err) succeeded; it returns err.
-func (u *uploader) keepCopy(o replica.Object, path string, err error) error {
-	if err != nil || u.copies == nil {
-		return err
+// uploadFile uploads the file at path as o, handing it to compaction
+// (when u keeps copies) from before the upload on, so that a maintenance
+// pass that lists o finds its copy (see retention.Copies.KeepUploading).
+func (u *uploader) uploadFile(ctx context.Context, o replica.Object, path string) error {
+	if err := u.copies.KeepUploading(o, path); err != nil {
+		u.log.Debug("no local copy for compaction; it will download the object", "err", err)
 	}
-	if kerr := u.copies.Keep(o, path); kerr != nil {
-		u.log.Debug("no local copy for compaction; it will download the object", "err", kerr)
-	}
-	return nil
+	err := u.r.Upload(ctx, o, path)
+	u.copies.Uploaded(o, err == nil)
+	return u.count(o, path, err)
 }

@@ -437,7 +437,7 @@ func (u *uploader) upload(ctx context.Context, s localstate.StagedSegment) error
 	if s.Snapshot {
 		o.Level = -1
 	}
-	return u.count(o, s.Path, u.keepCopy(o, s.Path, u.r.Upload(ctx, o, s.Path)))
+	return u.uploadFile(ctx, o, s.Path)
 }
 
 // count records an upload of the file at path in the metrics.
@@ -478,7 +478,7 @@ func (u *uploader) uploadRun(ctx context.Context, run []localstate.StagedSegment
 		return fmt.Errorf("merge staged segments %d-%d: %w", run[0].Min, run[len(run)-1].Max, err)
 	}
 	o := replica.Object{Generation: h.Generation, Level: 0, Min: h.MinTXID, Max: h.MaxTXID}
-	return u.count(o, tmp.Name(), u.keepCopy(o, tmp.Name(), u.r.Upload(ctx, o, tmp.Name())))
+	return u.uploadFile(ctx, o, tmp.Name())
 }
 
 // markRebase records that what the replica lacked was dropped from the

@@ -54,12 +54,14 @@ type Copies struct {
 
 // kept is one copy: its file (empty when only the header is kept, because
 // the directory was full or the file could not be kept), its size, the
-// header read from it, and when it was kept.
+// header read from it, when it was kept, and whether its upload is still
+// under way (KeepUploading).
 type kept struct {
-	path string
-	size int64
-	hdr  segment.Header
-	at   time.Time
+	path    string
+	size    int64
+	hdr     segment.Header
+	at      time.Time
+	pending bool
 }
 
 // OpenCopies empties (or creates) dir and returns the copies kept in it,
@@ -87,7 +89,40 @@ const copiedLevels = 2
 // Keep records that the file at path was uploaded as segment o.
 // Snapshots and segments of levels no pass merges are ignored. It is best-effort: an error means compaction
 // will download o, and is returned only to be logged.
-func (c *Copies) Keep(o replica.Object, path string) error {
+func (c *Copies) Keep(o replica.Object, path string) error { return c.keep(o, path, false) }
+
+// KeepUploading is Keep for a file about to be uploaded as o. Kept before
+// the upload, the copy is there for a pass that lists o the moment the
+// upload is done (kept after it, a pass could come in between and
+// download o). Until Uploaded reports how the upload went, no pass
+// prunes the copy, though no listing holds o yet.
+func (c *Copies) KeepUploading(o replica.Object, path string) error { return c.keep(o, path, true) }
+
+// Uploaded ends what KeepUploading began: the copy is kept as any other
+// when the upload succeeded, and dropped when it failed.
+func (c *Copies) Uploaded(o replica.Object, ok bool) {
+	if c == nil {
+		return
+	}
+	key, err := replica.Key(o)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k, found := c.files[key]
+	if !found || !k.pending {
+		return
+	}
+	if !ok {
+		c.dropLocked(key)
+		return
+	}
+	k.pending, k.at = false, time.Now()
+	c.files[key] = k
+}
+
+func (c *Copies) keep(o replica.Object, path string, pending bool) error {
 	if c == nil || o.Snapshot() || o.Level >= copiedLevels {
 		return nil
 	}
@@ -114,7 +149,7 @@ func (c *Copies) Keep(o replica.Object, path string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropLocked(key)
-	k := kept{size: fi.Size(), hdr: h, at: time.Now()}
+	k := kept{size: fi.Size(), hdr: h, at: time.Now(), pending: pending}
 	if c.size+k.size <= c.max {
 		dst := filepath.Join(c.dir, fmt.Sprintf("%s-L%d-%016x-%016x", o.Generation, o.Level, o.Min, o.Max))
 		if err = linkOrCopy(f, path, dst); err == nil {
@@ -206,7 +241,7 @@ func (c *Copies) Prune(listing map[string][]replica.Object, listed time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for key, k := range c.files {
-		if !present[key] && k.at.Before(listed) {
+		if !present[key] && !k.pending && k.at.Before(listed) {
 			c.dropLocked(key)
 		}
 	}

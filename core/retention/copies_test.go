@@ -207,6 +207,57 @@ func TestCompactFromCopies(t *testing.T) {
 	}
 }
 
+// TestCopiesKeptWhileUploading: a copy kept before its upload survives a
+// pass whose listing does not hold the object yet, until the upload is
+// reported; then it is pruned as any other, or dropped if the upload
+// failed.
+func TestCopiesKeptWhileUploading(t *testing.T) {
+	t.Parallel()
+	s := newSource(t)
+	s.run(t, 4, replicate.Config{CompactionInterval: -1})
+	l0 := byLevel(objects(t, s.r), 0)
+	if len(l0) < 2 {
+		t.Fatalf("want 2 level-0 segments, have %d", len(l0))
+	}
+	dir := t.TempDir()
+	paths := make([]string, 2)
+	for i := range paths {
+		paths[i] = filepath.Join(dir, fmt.Sprintf("%d.segment", i))
+		if err := os.WriteFile(paths[i], getAll(t, s.r.Storage(), l0[i].Key), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copies, err := retention.OpenCopies(filepath.Join(t.TempDir(), "copies"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := func(when string, want int) {
+		t.Helper()
+		if _, n := copies.Size(); n != want {
+			t.Fatalf("%s: %d copies, want %d", when, n, want)
+		}
+	}
+	none := map[string][]replica.Object{}
+
+	if err := copies.KeepUploading(l0[0], paths[0]); err != nil {
+		t.Fatal(err)
+	}
+	copies.Prune(none, time.Now())
+	kept("a pass during the upload", 1)
+	beforeUpload := time.Now()
+	copies.Uploaded(l0[0], true)
+	copies.Prune(none, beforeUpload)
+	kept("a pass listed before the upload was done", 1)
+	copies.Prune(none, time.Now())
+	kept("a pass listed after the upload whose listing lacks the object", 0)
+
+	if err := copies.KeepUploading(l0[1], paths[1]); err != nil {
+		t.Fatal(err)
+	}
+	copies.Uploaded(l0[1], false)
+	kept("a failed upload", 0)
+}
+
 // TestPassRequests: a maintenance pass over two generations lists the
 // replica once (the generations, then each one's objects) whatever it
 // compacts and retention drops, and deletes everything in one request.
