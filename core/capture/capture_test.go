@@ -138,7 +138,13 @@ func assertSame(t *testing.T, c *capture.Capturer, dbPath string) {
 
 func open(t *testing.T, path string) (*capture.Capturer, capture.Event) {
 	t.Helper()
-	c, ev, err := capture.Open(context.Background(), path, capture.Options{})
+	return openWith(t, path, capture.Options{})
+}
+
+// openWith is open with opts.
+func openWith(t *testing.T, path string, opts capture.Options) (*capture.Capturer, capture.Event) {
+	t.Helper()
+	c, ev, err := capture.Open(context.Background(), path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,11 +91,9 @@ func openCkptLock(walPath string, log *slog.Logger) *ckptLock {
 // once it is long enough. The lock is asked for even when it is thought
 // held: SQLite may have let it go in between (see ckptLock).
 func (l *ckptLock) grew(frames int64) {
-	if l == nil || frames < holdFrames {
-		return
+	if frames >= holdFrames {
+		l.retake(true, 0)
 	}
-	l.held = false
-	l.lock(0)
 }
 
 // takeWithin takes the lock, waiting up to wait for another connection's

@@ -23,11 +23,7 @@ func TestCheckpointLock(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "app.db")
 	db := app(t, path)
-	c, _, err := capture.Open(ctx, path, capture.Options{BusyTimeout: 200 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c, _ := openWith(t, path, capture.Options{BusyTimeout: 200 * time.Millisecond})
 
 	write := func(n int) {
 		t.Helper()

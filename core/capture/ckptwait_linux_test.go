@@ -26,11 +26,7 @@ func TestCheckpointWaitsOutAnother(t *testing.T) {
 			ctx := context.Background()
 			path := filepath.Join(t.TempDir(), "app.db")
 			db := app(t, path)
-			c, _, err := capture.Open(ctx, path, capture.Options{BusyTimeout: 200 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c, _ := openWith(t, path, capture.Options{BusyTimeout: 200 * time.Millisecond})
 			for range 1000 {
 				exec1(t, db, "INSERT INTO t (v) VALUES (randomblob(50))")
 			}
