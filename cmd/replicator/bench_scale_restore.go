@@ -24,7 +24,7 @@ import (
 // The restore part of "bench scale": a database of a given size is
 // replicated to a local directory (a snapshot, then transactions that each
 // rewrite part of a random row), then restored by "replicator restore" as
-// a child process, with and without the integrity check, and the same
+// a child process, with each -integrity-check level, and the same
 // file is copied with fsync, in the same run, for comparison.
 
 // scaleRestore is the restore measurement at one database size.
@@ -33,7 +33,8 @@ type scaleRestore struct {
 	Transactions int        `json:"transactions"`
 	Objects      int        `json:"objects"` // snapshots and segments in the replica
 	Copy         restoreRun `json:"copy_fsync"`
-	Default      restoreRun `json:"restore"`
+	Default      restoreRun `json:"restore"` // -integrity-check full
+	Quick        restoreRun `json:"restore_quick_check"`
 	NoCheck      restoreRun `json:"restore_no_integrity_check"`
 }
 
@@ -75,9 +76,9 @@ func measureRestore(ctx context.Context, e *env, dir string, size int64, txns in
 		return res, err
 	}
 	out := filepath.Join(dir, "restored.db")
-	var copies, defaults, noChecks []restoreRun
+	var copies, defaults, quicks, noChecks []restoreRun
 	for i := range restoreRuns {
-		run, err := settled(func() (restoreRun, error) { return timeRestore(ctx, self, repDir, out, false) })
+		run, err := settled(func() (restoreRun, error) { return timeRestore(ctx, self, repDir, out, "full") })
 		if err != nil {
 			return res, err
 		}
@@ -96,21 +97,32 @@ func measureRestore(ctx context.Context, e *env, dir string, size int64, txns in
 		if err := os.Remove(out); err != nil {
 			return res, err
 		}
-		if run, err = settled(func() (restoreRun, error) { return timeRestore(ctx, self, repDir, out, true) }); err != nil {
-			return res, err
-		}
-		noChecks = append(noChecks, run)
-		if err := os.Remove(out); err != nil {
-			return res, err
+		for _, level := range []struct {
+			name string
+			runs *[]restoreRun
+		}{{"quick", &quicks}, {"none", &noChecks}} {
+			if run, err = settled(func() (restoreRun, error) { return timeRestore(ctx, self, repDir, out, level.name) }); err != nil {
+				return res, err
+			}
+			*level.runs = append(*level.runs, run)
+			if err := os.Remove(out); err != nil {
+				return res, err
+			}
 		}
 	}
-	res.Copy, res.Default, res.NoCheck = medianRun(copies), medianRun(defaults), medianRun(noChecks)
-	for _, r := range []*restoreRun{&res.Copy, &res.Default, &res.NoCheck} {
+	res.Copy, res.Default, res.Quick, res.NoCheck = medianRun(copies), medianRun(defaults), medianRun(quicks), medianRun(noChecks)
+	res.Copy.MBs = float64(res.Bytes) / 1e6 / res.Copy.Seconds
+	for _, r := range res.restores() {
 		r.MBs = float64(res.Bytes) / 1e6 / r.Seconds
+		r.Ratio = r.MBs / res.Copy.MBs
 	}
-	res.Default.Ratio = res.Default.MBs / res.Copy.MBs
-	res.NoCheck.Ratio = res.NoCheck.MBs / res.Copy.MBs
 	return res, nil
+}
+
+// restores returns the restore runs, one per -integrity-check level, in
+// the order full, quick, none.
+func (s *scaleRestore) restores() []*restoreRun {
+	return []*restoreRun{&s.Default, &s.Quick, &s.NoCheck}
 }
 
 // buildRestoreDB creates a WAL-mode database of about size bytes and
@@ -239,12 +251,8 @@ func medianRun(runs []restoreRun) restoreRun {
 
 // timeRestore runs "replicator restore" as a child process and measures
 // its time and the peak resident memory of it and its plugin process.
-func timeRestore(ctx context.Context, self, repDir, out string, noCheck bool) (restoreRun, error) {
-	args := []string{"restore", "-o", out}
-	if noCheck {
-		args = append(args, "-no-integrity-check")
-	}
-	args = append(args, "file://"+repDir)
+func timeRestore(ctx context.Context, self, repDir, out, check string) (restoreRun, error) {
+	args := []string{"restore", "-o", out, "-integrity-check", check, "file://" + repDir}
 	cmd := exec.CommandContext(ctx, self, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

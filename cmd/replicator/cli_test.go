@@ -98,6 +98,13 @@ func TestCLIRestoreAndListings(t *testing.T) {
 	if code, _, _ := runCLI(t, "restore", "-if-replica-exists", "-o", filepath.Join(t.TempDir(), "x.db"), empty); code != 0 {
 		t.Fatalf("restore -if-replica-exists from an empty replica: exit %d, want 0", code)
 	}
+	// Every check level restores a sound database.
+	for _, level := range []string{"-integrity-check=full", "-integrity-check=quick", "-integrity-check=none", "-no-integrity-check"} {
+		o := filepath.Join(t.TempDir(), "out.db")
+		if code, stdout, stderr := runCLI(t, "restore", level, "-o", o, url); code != 0 || sha3sum(t, o) != sha3sum(t, path) {
+			t.Fatalf("restore %s: exit %d\n%s%s", level, code, stdout, stderr)
+		}
+	}
 	if code, _, _ := runCLI(t, "restore", url); code != 2 {
 		t.Fatalf("restore without -o: exit %d, want 2", code)
 	}
@@ -124,6 +131,8 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"replicate", "-bogus-flag"},
 		{"restore", "-o", "x.db"},
 		{"replicate", "db", "gopher://x"},
+		{"restore", "-o", "x.db", "-integrity-check", "yes", "file:///nonexistent"},
+		{"restore", "-o", "x.db", "-integrity-check", "quick", "-no-integrity-check", "file:///nonexistent"},
 	} {
 		if code, _, stderr := runCLI(t, args...); code != 2 || stderr == "" {
 			t.Errorf("replicator %v: exit %d (%q), want 2 with a message", args, code, stderr)

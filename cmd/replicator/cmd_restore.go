@@ -20,7 +20,8 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	gen := fs.String("generation", "", "restore from this generation")
 	ifDBNotExists := fs.Bool("if-db-not-exists", false, "do nothing (exit 0) when the output file exists")
 	ifReplicaExists := fs.Bool("if-replica-exists", false, "do nothing (exit 0) when there is no replica")
-	noIntegrity := fs.Bool("no-integrity-check", false, "skip PRAGMA integrity_check (the checksum is always verified)")
+	checkName := fs.String("integrity-check", "full", "what SQLite checks in the restored database: full (PRAGMA integrity_check), quick (PRAGMA quick_check: no index compared with its table) or none; the checksum is always verified")
+	noIntegrity := fs.Bool("no-integrity-check", false, "the same as -integrity-check none")
 	parallel := fs.Int("parallel", 8, "objects downloaded at once")
 	keys := addKeyFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -31,6 +32,16 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	}
 	if *out == "" {
 		return usagef("-o OUT is required")
+	}
+	check, err := restore.ParseCheck(*checkName)
+	if err != nil {
+		return usagef("-integrity-check %q: want full, quick or none", *checkName)
+	}
+	if *noIntegrity {
+		if check == restore.QuickCheck {
+			return usagef("give -integrity-check quick or -no-integrity-check, not both")
+		}
+		check = restore.NoCheck
 	}
 	var t restore.Target
 	t.TxID, t.Generation = *txid, *gen
@@ -63,7 +74,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	if err := keys.apply(r); err != nil {
 		return err
 	}
-	res, err := restore.Run(ctx, r, t, *out, restore.Options{Parallel: *parallel, SkipIntegrityCheck: *noIntegrity, Logger: e.log})
+	res, err := restore.Run(ctx, r, t, *out, restore.Options{Parallel: *parallel, Check: check, Logger: e.log})
 	if errors.Is(err, restore.ErrNoReplica) && *ifReplicaExists {
 		fmt.Fprintf(e.stdout, "no replica at %s; nothing to do\n", rc)
 		return nil

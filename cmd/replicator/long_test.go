@@ -71,7 +71,7 @@ func TestLongLockBytePage(t *testing.T) {
 	}
 	t.Logf("replicated %d pages (%.2f GiB) in %s", pos.DBSize, float64(pos.DBSize)*float64(pos.PageSize)/(1<<30), time.Since(start).Round(time.Second))
 	out := filepath.Join(dir, "restored.db")
-	res, err := restore.Run(ctx, r, restore.Target{}, out, restore.Options{SkipIntegrityCheck: true, Logger: e.log})
+	res, err := restore.Run(ctx, r, restore.Target{}, out, restore.Options{Check: restore.NoCheck, Logger: e.log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,20 +2,15 @@ package restore
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite" // for the integrity check
-
 	"github.com/sqlitereplicator/replicator/core/replica"
 	"github.com/sqlitereplicator/replicator/core/segment"
-	"github.com/sqlitereplicator/replicator/core/sqliteuri"
 	"github.com/sqlitereplicator/replicator/sdk"
 )
 
@@ -23,10 +18,10 @@ import (
 type Options struct {
 	// Parallel is how many objects download at once; zero means 8.
 	Parallel int
-	// SkipIntegrityCheck skips PRAGMA integrity_check (the checksum is
-	// always verified).
-	SkipIntegrityCheck bool
-	Logger             *slog.Logger
+	// Check is what SQLite is asked about the restored database; the
+	// zero value is FullCheck.
+	Check  Check
+	Logger *slog.Logger
 }
 
 // Result is what a restore reached.
@@ -90,8 +85,8 @@ func runOnce(ctx context.Context, r *replica.Replica, t Target, out string, opts
 	dl := download(ctx, r, plan, tmpDir, opts.Parallel) // apply.go
 	defer dl.close()
 	var check func(context.Context, string) error
-	if !opts.SkipIntegrityCheck {
-		check = integrityCheck
+	if opts.Check != NoCheck {
+		check = opts.Check.run
 	}
 	dbPath := filepath.Join(tmpDir, "db")
 	res, err := apply(ctx, r, dbPath, plan, dl, check)
@@ -109,36 +104,6 @@ func runOnce(ctx context.Context, r *replica.Replica, t Target, out string, opts
 	}
 	opts.Logger.Info("restored", "generation", res.Generation, "txid", res.TxID, "commit_time", res.CommitTime.Format(time.RFC3339Nano), "output", out)
 	return res, nil
-}
-
-func integrityCheck(ctx context.Context, path string) error {
-	db, err := sql.Open("sqlite", sqliteuri.For(path, url.Values{"mode": {"ro"}}))
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, "PRAGMA integrity_check")
-	if err != nil {
-		return fmt.Errorf("integrity check of the restored database: %w", err)
-	}
-	defer rows.Close()
-	var problems []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			return err
-		}
-		if s != "ok" {
-			problems = append(problems, s)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if len(problems) > 0 {
-		return fmt.Errorf("the restored database fails PRAGMA integrity_check: %v", problems)
-	}
-	return nil
 }
 
 func syncDir(dir string) error {

@@ -41,15 +41,7 @@ func history(t *testing.T, n int) (*replica.Replica, *memstore.Store, map[int]ui
 	if _, err := app.Exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"); err != nil {
 		t.Fatal(err)
 	}
-	st := memstore.New()
-	r := replica.New("mem", st, slog.Default())
-	d, err := replicate.Open(ctx, replicate.Config{Path: path, Replicas: []*replica.Replica{r}, SyncInterval: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- d.Run(runCtx) }()
+	r, st, d, stop := replicating(t, path)
 	txids, times := map[int]uint64{}, map[int]time.Time{}
 	for k := 1; k <= n; k++ {
 		if _, err := app.Exec("INSERT INTO t (v) VALUES (?)", fmt.Sprint(k)); err != nil {
@@ -63,10 +55,29 @@ func history(t *testing.T, n int) (*replica.Replica, *memstore.Store, map[int]ui
 		time.Sleep(5 * time.Millisecond)
 	}
 	stop()
-	if err := <-done; err != nil {
+	return r, st, txids, times
+}
+
+// replicating starts a daemon that replicates the database at path to a
+// new in-memory replica; stop ends it.
+func replicating(t *testing.T, path string) (*replica.Replica, *memstore.Store, *replicate.DB, func()) {
+	t.Helper()
+	st := memstore.New()
+	r := replica.New("mem", st, slog.Default())
+	d, err := replicate.Open(context.Background(), replicate.Config{Path: path, Replicas: []*replica.Replica{r}, SyncInterval: time.Millisecond})
+	if err != nil {
 		t.Fatal(err)
 	}
-	return r, st, txids, times
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	return r, st, d, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func rows(t *testing.T, path string) int {

@@ -95,7 +95,7 @@ type outcome struct {
 func restoreAt(t *testing.T, r *replica.Replica, tg restore.Target) outcome {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "out.db")
-	res, err := restore.Run(context.Background(), r, tg, out, restore.Options{Logger: quiet, SkipIntegrityCheck: true})
+	res, err := restore.Run(context.Background(), r, tg, out, restore.Options{Logger: quiet, Check: restore.NoCheck})
 	if err != nil {
 		t.Logf("restore %+v: %v", tg, err)
 		return outcome{Err: true}
