@@ -133,6 +133,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"replicate", "db", "gopher://x"},
 		{"restore", "-o", "x.db", "-integrity-check", "yes", "file:///nonexistent"},
 		{"restore", "-o", "x.db", "-integrity-check", "quick", "-no-integrity-check", "file:///nonexistent"},
+		{"restore", "-o", "x.db", "-integrity-check", "full", "-no-integrity-check", "file:///nonexistent"},
 	} {
 		if code, _, stderr := runCLI(t, args...); code != 2 || stderr == "" {
 			t.Errorf("replicator %v: exit %d (%q), want 2 with a message", args, code, stderr)

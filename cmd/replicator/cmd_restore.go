@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"time"
@@ -38,8 +39,10 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 		return usagef("-integrity-check %q: want full, quick or none", *checkName)
 	}
 	if *noIntegrity {
-		if check == restore.QuickCheck {
-			return usagef("give -integrity-check quick or -no-integrity-check, not both")
+		both := false
+		fs.Visit(func(f *flag.Flag) { both = both || f.Name == "integrity-check" })
+		if both && check != restore.NoCheck {
+			return usagef("give -integrity-check %s or -no-integrity-check, not both", check)
 		}
 		check = restore.NoCheck
 	}
