@@ -36,7 +36,7 @@ func runRestore(ctx context.Context, e *env, args []string) error {
 	}
 	check, err := restore.ParseCheck(*checkName)
 	if err != nil {
-		return usagef("-integrity-check %q: want full, quick or none", *checkName)
+		return usagef("-integrity-check: %v", err)
 	}
 	if *noIntegrity {
 		both := false

@@ -47,7 +47,7 @@ func ParseCheck(s string) (Check, error) {
 			return Check(c), nil
 		}
 	}
-	return 0, fmt.Errorf("integrity check %q: want full, quick or none", s)
+	return 0, fmt.Errorf("%q is not a check level: want full, quick or none", s)
 }
 
 // pragma returns the PRAGMA the check runs, or "" for none.

@@ -14,9 +14,10 @@ import (
 )
 
 // damagedSource replicates a database of two tables, each with an index,
-// whose schema was then edited by damage (through writable_schema, so the edit is an ordinary transaction in the
-// WAL): the replica then holds that damage faithfully, and only SQLite's
-// checks, not the checksum, can find it.
+// whose schema was then edited by damage (through writable_schema, so the
+// edit is an ordinary transaction in the WAL): the replica then holds that
+// damage faithfully, and only SQLite's checks, not the checksum, can find
+// it.
 func damagedSource(t *testing.T, damage string) *replica.Replica {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "app.db")
@@ -67,22 +68,18 @@ func TestCheckLevels(t *testing.T) {
 		shareTree = `UPDATE sqlite_schema SET rootpage = ?1 WHERE name = 'b_x'`
 	)
 	for _, tc := range []struct {
-		damage string
-		check  restore.Check
-		fails  string // the PRAGMA named in the error, or "" for success
+		name, damage string
+		check        restore.Check
+		fails        string // the PRAGMA named in the error, or "" for success
 	}{
-		{swapIndexes, restore.FullCheck, "integrity_check"},
-		{swapIndexes, restore.QuickCheck, ""},
-		{swapIndexes, restore.NoCheck, ""},
-		{shareTree, restore.FullCheck, "integrity_check"},
-		{shareTree, restore.QuickCheck, "quick_check"},
-		{shareTree, restore.NoCheck, ""},
+		{"swap indexes", swapIndexes, restore.FullCheck, "integrity_check"},
+		{"swap indexes", swapIndexes, restore.QuickCheck, ""},
+		{"swap indexes", swapIndexes, restore.NoCheck, ""},
+		{"share a tree", shareTree, restore.FullCheck, "integrity_check"},
+		{"share a tree", shareTree, restore.QuickCheck, "quick_check"},
+		{"share a tree", shareTree, restore.NoCheck, ""},
 	} {
-		name := "swap indexes"
-		if tc.damage == shareTree {
-			name = "share a tree"
-		}
-		t.Run(name+"/"+tc.check.String(), func(t *testing.T) {
+		t.Run(tc.name+"/"+tc.check.String(), func(t *testing.T) {
 			r := damagedSource(t, tc.damage)
 			out := filepath.Join(t.TempDir(), "out.db")
 			_, err := restore.Run(context.Background(), r, restore.Target{}, out, restore.Options{Check: tc.check})
